@@ -1,0 +1,212 @@
+// Package temporaltest starts a real Temporal dev server (the pinned Temporal
+// CLI) on 127.0.0.1 with free ports and an in-memory database, for tests.
+//
+// One server per test package, started by the first test that needs it, is
+// the intended use:
+//
+//	func TestMain(m *testing.M) { os.Exit(temporaltest.Main(m)) }
+//
+//	func TestPipeline(t *testing.T) {
+//		c := temporaltest.Shared(t).Client()
+//		...
+//	}
+//
+// The CLI binary is $HEADSTART_TEMPORAL_CLI when set (the Makefile sets it);
+// otherwise scripts/build-temporal.sh is run, which returns the cached binary
+// or builds it. A missing binary is therefore built, never skipped.
+package temporaltest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+)
+
+// EnvCLI names the environment variable holding the Temporal CLI's path.
+const EnvCLI = "HEADSTART_TEMPORAL_CLI"
+
+// Options configure a dev server. The zero value is a headless server in the
+// "default" namespace.
+type Options struct {
+	// Namespace to register and connect to. If not set, "default".
+	Namespace string
+	// SearchAttributes to register on start.
+	SearchAttributes temporal.SearchAttributes
+	// Logger for the clients the server hands out. If not set, warnings and
+	// errors go to stderr.
+	Logger log.Logger
+	// StartTimeout bounds building (if needed) and starting. If not set, 15 minutes,
+	// enough to build the CLI cold.
+	StartTimeout time.Duration
+}
+
+// Server is a running dev server.
+type Server struct {
+	dev       *testsuite.DevServer
+	namespace string
+	logger    log.Logger
+	output    *lockedBuffer
+}
+
+// Start builds the CLI if needed and starts a dev server on 127.0.0.1 with a
+// free port (the SDK picks it) and an in-memory database.
+func Start(ctx context.Context, opts Options) (*Server, error) {
+	if opts.Namespace == "" {
+		opts.Namespace = "default"
+	}
+	if opts.Logger == nil {
+		opts.Logger = log.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	}
+	if opts.StartTimeout == 0 {
+		opts.StartTimeout = 15 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, opts.StartTimeout)
+	defer cancel()
+	cli, err := CLIPath(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := &lockedBuffer{}
+	dev, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
+		ExistingPath:     cli,
+		ClientOptions:    &client.Options{Namespace: opts.Namespace, Logger: opts.Logger},
+		SearchAttributes: opts.SearchAttributes,
+		LogLevel:         "error",
+		Stdout:           out,
+		Stderr:           out,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start temporal dev server %s: %w\n%s", cli, err, out.tail(4096))
+	}
+	return &Server{dev: dev, namespace: opts.Namespace, logger: opts.Logger, output: out}, nil
+}
+
+// HostPort is the frontend's gRPC address.
+func (s *Server) HostPort() string { return s.dev.FrontendHostPort() }
+
+// Namespace is the namespace the server registered.
+func (s *Server) Namespace() string { return s.namespace }
+
+// Client is a client connected to the server, shared by its users; do not close it.
+func (s *Server) Client() client.Client { return s.dev.Client() }
+
+// NewClient dials a new client to the server; the caller closes it. HostPort,
+// Namespace and Logger are filled in when not set.
+func (s *Server) NewClient(ctx context.Context, opts client.Options) (client.Client, error) {
+	if opts.HostPort == "" {
+		opts.HostPort = s.HostPort()
+	}
+	if opts.Namespace == "" {
+		opts.Namespace = s.namespace
+	}
+	if opts.Logger == nil {
+		opts.Logger = s.logger
+	}
+	return client.DialContext(ctx, opts)
+}
+
+// Stop closes the shared client and stops the server, waiting for it to exit.
+func (s *Server) Stop() error {
+	s.dev.Client().Close()
+	if err := s.dev.Stop(); err != nil && !strings.Contains(err.Error(), "signal: interrupt") {
+		return fmt.Errorf("stop temporal dev server: %w\n%s", err, s.output.tail(4096))
+	}
+	return nil
+}
+
+var shared struct {
+	once   sync.Once
+	server *Server
+	err    error
+}
+
+// Shared returns the package's dev server, starting it on first use; a server
+// that cannot start fails the test. Main stops it after the package's tests.
+func Shared(t testing.TB) *Server {
+	t.Helper()
+	shared.once.Do(func() { shared.server, shared.err = Start(context.Background(), Options{}) })
+	if shared.err != nil {
+		t.Fatalf("temporaltest: %v", shared.err)
+	}
+	return shared.server
+}
+
+// Main runs the package's tests and then stops the server Shared started, if
+// any. It returns the exit code for os.Exit.
+func Main(m *testing.M) int {
+	code := m.Run()
+	if shared.server != nil {
+		if err := shared.server.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "temporaltest:", err)
+			if code == 0 {
+				code = 1
+			}
+		}
+	}
+	return code
+}
+
+// CLIPath returns the Temporal CLI binary: $HEADSTART_TEMPORAL_CLI when set,
+// else what scripts/build-temporal.sh prints (building it when not cached).
+func CLIPath(ctx context.Context) (string, error) {
+	if p := os.Getenv(EnvCLI); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("%s=%s: %w (unset it to build the CLI, or run make temporal)", EnvCLI, p, err)
+		}
+		return p, nil
+	}
+	script := filepath.Join(RepoRoot(), "scripts", "build-temporal.sh")
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, script)
+	cmd.Stderr = io.MultiWriter(&stderr, os.Stderr)
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("build temporal CLI with %s: %w\n%s", script, err, stderr.String())
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// RepoRoot is the module's root folder, found from this source file.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.buf.Len() > 1<<20 { // keep the newest output only
+		b.buf.Next(b.buf.Len() - 1<<19)
+	}
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) tail(n int) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.buf.String()
+	if len(s) > n {
+		s = s[len(s)-n:]
+	}
+	return s
+}
