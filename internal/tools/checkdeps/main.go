@@ -1,0 +1,191 @@
+// Command checkdeps fails when a package imports against the dependency
+// direction of DESIGN.md:
+//
+//	resources ◄── forecasting ◄── interceptors
+//	    ▲               ▲
+//	 shapers ◄──── activities ◄── worker ◄── cmd
+//
+// Only non-test imports count. The rules are the table below; `make check-deps`
+// runs it over ./... of the module in the current folder.
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"sort"
+	"strings"
+)
+
+// Package is the part of `go list -json` the check reads.
+type Package struct {
+	ImportPath string
+	Imports    []string // direct, non-test
+	Deps       []string // transitive, non-test
+}
+
+// Rule constrains the packages whose module-relative path is Path or below it.
+type Rule struct {
+	Path string
+	// Internal lists the module-relative path prefixes a package may import
+	// directly; its own subtree is always allowed.
+	Internal []string
+	// External lists the path prefixes of other modules a package may depend
+	// on, transitively; nil allows any. The standard library is always allowed.
+	External []string
+}
+
+var public = []string{"resources", "forecasting", "interceptors", "activities", "shapers", "worker", "samples"}
+
+// Rules are checked most specific first: a package obeys the rule with the longest matching Path.
+var Rules = []Rule{
+	{Path: "resources", Internal: nil, External: []string{}},
+	{Path: "forecasting", Internal: []string{"resources"}, External: []string{"gonum.org/"}},
+	{Path: "interceptors", Internal: []string{"resources", "forecasting"}},
+	{Path: "shapers", Internal: []string{"resources"}},
+	{Path: "activities", Internal: []string{"resources", "forecasting", "shapers"}},
+	{Path: "worker", Internal: []string{"resources", "forecasting", "interceptors", "activities", "shapers"}},
+	{Path: "samples", Internal: public},
+	{Path: "internal", Internal: append([]string{"internal"}, public...)},
+	{Path: "cmd", Internal: append([]string{"internal"}, public...)},
+}
+
+// rootOnly lists rules whose External constraint applies to the folder itself,
+// not its subpackages: each shaper subpackage brings its own client library.
+var rootOnly = map[string][]string{"shapers": {}}
+
+// Check returns one line per import that breaks a rule, sorted.
+func Check(module string, pkgs []Package, rules []Rule) []string {
+	var bad []string
+	for _, p := range pkgs {
+		rel, ok := relative(module, p.ImportPath)
+		if !ok {
+			continue
+		}
+		r, ok := ruleFor(rel, rules)
+		if !ok {
+			bad = append(bad, fmt.Sprintf("%s: no rule covers this package; add one to internal/tools/checkdeps", p.ImportPath))
+			continue
+		}
+		for _, imp := range p.Imports {
+			irel, internal := relative(module, imp)
+			if internal && !under(irel, r.Path) && !underAny(irel, r.Internal) {
+				bad = append(bad, fmt.Sprintf("%s imports %s: %s may import only %s", p.ImportPath, imp, r.Path, list(r.Internal)))
+			}
+		}
+		external := r.External
+		if ext, ok := rootOnly[r.Path]; ok && rel == r.Path {
+			external = ext
+		}
+		if external == nil {
+			continue
+		}
+		for _, d := range p.Deps {
+			if _, internal := relative(module, d); internal || isStd(d) || hasPrefixAny(d, external) {
+				continue
+			}
+			bad = append(bad, fmt.Sprintf("%s depends on %s: %s may depend only on the standard library%s", p.ImportPath, d, rel, andList(external)))
+		}
+	}
+	sort.Strings(bad)
+	return bad
+}
+
+func relative(module, path string) (string, bool) {
+	if path == module {
+		return "", true
+	}
+	if rest, ok := strings.CutPrefix(path, module+"/"); ok {
+		return rest, true
+	}
+	return "", false
+}
+
+func ruleFor(rel string, rules []Rule) (Rule, bool) {
+	best, found := Rule{}, false
+	for _, r := range rules {
+		if under(rel, r.Path) && (!found || len(r.Path) > len(best.Path)) {
+			best, found = r, true
+		}
+	}
+	return best, found
+}
+
+func under(rel, dir string) bool { return rel == dir || strings.HasPrefix(rel, dir+"/") }
+
+func underAny(rel string, dirs []string) bool {
+	for _, d := range dirs {
+		if under(rel, d) {
+			return true
+		}
+	}
+	return false
+}
+
+func hasPrefixAny(s string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// isStd reports whether an import path is in the standard library: its first
+// element has no dot.
+func isStd(path string) bool {
+	first, _, _ := strings.Cut(path, "/")
+	return !strings.Contains(first, ".")
+}
+
+func list(xs []string) string {
+	if len(xs) == 0 {
+		return "nothing else in the module"
+	}
+	return strings.Join(xs, ", ")
+}
+
+func andList(xs []string) string {
+	if len(xs) == 0 {
+		return ""
+	}
+	return " and " + strings.Join(xs, ", ")
+}
+
+func main() {
+	module, err := exec.Command("go", "list", "-m").Output()
+	if err != nil {
+		fail("go list -m: %v", err)
+	}
+	out, err := exec.Command("go", "list", "-json=ImportPath,Imports,Deps", "./...").Output()
+	if err != nil {
+		fail("go list ./...: %v", err)
+	}
+	var pkgs []Package
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for {
+		var p Package
+		if err := dec.Decode(&p); err == io.EOF {
+			break
+		} else if err != nil {
+			fail("decode go list output: %v", err)
+		}
+		pkgs = append(pkgs, p)
+	}
+	bad := Check(strings.TrimSpace(string(module)), pkgs, Rules)
+	for _, b := range bad {
+		fmt.Println(b)
+	}
+	if len(bad) > 0 {
+		fail("%d imports break the dependency direction of DESIGN.md", len(bad))
+	}
+	fmt.Printf("check-deps: %d packages follow the dependency direction\n", len(pkgs))
+}
+
+func fail(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "check-deps: "+format+"\n", args...)
+	os.Exit(1)
+}

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# make run: the whole stack on this machine, on 127.0.0.1.
+#   - the Temporal dev server with its Web UI, state kept in .run/temporal.db
+#   - the pipeline sample's worker
+#   - a starter that keeps submitting pipelines at a varying rate
+# Ports: TEMPORAL_PORT (default 7233) and TEMPORAL_UI_PORT (default 8233), or
+# the next free ones. HEADSTART_RUN_DIR (default .run) holds the state and
+# logs. STARTER_ARGS are passed to the starter. Ctrl-C stops
+# every child process.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+state=${HEADSTART_RUN_DIR:-.run}
+mkdir -p "$state/bin"
+
+temporal=$(scripts/build-temporal.sh)
+go build -o "$state/bin/" ./samples/pipeline/worker ./samples/pipeline/starter
+
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() {
+  local p=$1
+  while listening "$p"; do p=$((p + 1)); done
+  echo "$p"
+}
+port=$(free_port "${TEMPORAL_PORT:-7233}")
+ui_port=$(free_port "${TEMPORAL_UI_PORT:-8233}")
+[ "$ui_port" != "$port" ] || ui_port=$(free_port $((port + 1)))
+address=127.0.0.1:$port
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  echo "stopping..." >&2
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  echo "stopped" >&2
+}
+trap stop EXIT
+trap 'exit 130' INT TERM
+
+"$temporal" server start-dev --ip 127.0.0.1 --port "$port" --ui-port "$ui_port" \
+  --db-filename "$state/temporal.db" --log-level warn >"$state/temporal.log" 2>&1 &
+pids+=($!)
+
+deadline=$((SECONDS + 60))
+until "$temporal" operator cluster health --address "$address" >/dev/null 2>&1; do
+  if [ $SECONDS -ge $deadline ] || ! kill -0 "${pids[0]}" 2>/dev/null; then
+    echo "the Temporal dev server did not become healthy; its log:" >&2
+    tail -n 30 "$state/temporal.log" >&2
+    exit 1
+  fi
+  sleep 0.2
+done
+
+"$state/bin/worker" -address "$address" >"$state/worker.log" 2>&1 &
+pids+=($!)
+# shellcheck disable=SC2086 # STARTER_ARGS is a list of flags
+"$state/bin/starter" -address "$address" ${STARTER_ARGS:-} >"$state/starter.log" 2>&1 &
+pids+=($!)
+
+cat <<MSG
+Headstart dev stack is up:
+  Temporal Web UI   http://127.0.0.1:$ui_port/namespaces/default/workflows
+  Temporal frontend $address
+  logs              $state/temporal.log $state/worker.log $state/starter.log
+Ctrl-C stops everything.
+MSG
+# Follow the starter until a child exits or we are interrupted.
+tail -n +1 -F "$state/starter.log" &
+pids+=($!)
+wait -n "${pids[@]:0:3}" || true
+echo "stopping: a child process exited or Ctrl-C was pressed; logs are in $state/" >&2
