@@ -3,41 +3,57 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"os"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 )
+
+// newTestEnv returns a test environment that logs warnings and errors only.
+func newTestEnv() *testsuite.TestWorkflowEnvironment {
+	var s testsuite.WorkflowTestSuite
+	s.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))))
+	return s.NewTestWorkflowEnvironment()
+}
 
 func smallInput() Input {
 	return Input{ExtractMiB: 2, Shards: 3, TransformRounds: 8, TrainMiB: 4, Seed: 42}
 }
 
 func TestPipelineRunsStagesInOrderWithFanOut(t *testing.T) {
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
+	env := newTestEnv()
 	var a *Activities
+	var mu sync.Mutex // the fan-out's mocks run concurrently
 	var order []string
+	visit := func(stage string) {
+		mu.Lock()
+		defer mu.Unlock()
+		order = append(order, stage)
+	}
 	in := smallInput()
 
 	env.OnActivity(a.Extract, mock.Anything, ExtractInput{MiB: 2, Seed: 42, Shards: 3}).Return(func(_ context.Context, in ExtractInput) (ExtractResult, error) {
-		order = append(order, "extract")
+		visit("extract")
 		return ExtractResult{Bytes: 2 << 20, Digest: "e", ShardSeeds: []uint64{10, 11, 12}}, nil
 	})
 	env.OnActivity(a.Transform, mock.Anything, mock.Anything).Return(func(_ context.Context, in TransformInput) (TransformResult, error) {
-		order = append(order, "transform")
+		visit("transform")
 		require.Equal(t, 8, in.Rounds)
 		require.Equal(t, uint64(10+in.Shard), in.Seed)
 		return TransformResult{Shard: in.Shard, Digest: string(rune('a' + in.Shard))}, nil
 	}).Times(3)
 	env.OnActivity(a.Train, mock.Anything, TrainInput{MiB: 4, Digests: []string{"a", "b", "c"}}).Return(func(_ context.Context, _ TrainInput) (TrainResult, error) {
-		order = append(order, "train")
+		visit("train")
 		return TrainResult{Bytes: 4 << 20, Checksum: 7}, nil
 	})
 	env.OnActivity(a.Publish, mock.Anything, PublishInput{ExtractDigest: "e", ShardDigests: []string{"a", "b", "c"}, ModelChecksum: 7}).Return(func(_ context.Context, _ PublishInput) (PublishResult, error) {
-		order = append(order, "publish")
+		visit("publish")
 		return PublishResult{Digest: "p"}, nil
 	})
 
@@ -53,8 +69,7 @@ func TestPipelineRunsStagesInOrderWithFanOut(t *testing.T) {
 }
 
 func TestPipelineWithRealActivities(t *testing.T) {
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
+	env := newTestEnv()
 	env.RegisterActivity(&Activities{Dir: t.TempDir()})
 	in := smallInput()
 	in.PublishFailures = 2
@@ -77,8 +92,7 @@ func TestPipelineRejectsInvalidInputWithoutRetrying(t *testing.T) {
 		"negative train": {ExtractMiB: 1, Shards: 1, TransformRounds: 1, TrainMiB: -1},
 	} {
 		t.Run(name, func(t *testing.T) {
-			var s testsuite.WorkflowTestSuite
-			env := s.NewTestWorkflowEnvironment()
+			env := newTestEnv()
 			env.ExecuteWorkflow(Pipeline, in)
 			err := env.GetWorkflowError()
 			var appErr *temporal.ApplicationError
