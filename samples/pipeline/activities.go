@@ -57,6 +57,7 @@ func (a *Activities) Extract(ctx context.Context, in ExtractInput) (ExtractResul
 		if err := ctx.Err(); err != nil {
 			return ExtractResult{}, err
 		}
+		activity.RecordHeartbeat(ctx, i)
 		_, _ = rng.Read(block)
 		if _, err := f.Write(block); err != nil {
 			return ExtractResult{}, fmt.Errorf("extract: write %s: %w", f.Name(), err)
@@ -142,6 +143,7 @@ func (a *Activities) Train(ctx context.Context, in TrainInput) (TrainResult, err
 			if err := ctx.Err(); err != nil {
 				return TrainResult{}, err
 			}
+			activity.RecordHeartbeat(ctx, i)
 		}
 		words[i] = rng.Uint64()
 	}

@@ -78,6 +78,9 @@ func Pipeline(ctx workflow.Context, in Input) (Report, error) {
 	}
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 10 * time.Minute,
+		// Every activity heartbeats as it works, so a task on a worker that
+		// died is retried within seconds, not after StartToCloseTimeout.
+		HeartbeatTimeout: 15 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:    time.Second,
 			BackoffCoefficient: 2,
