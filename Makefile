@@ -68,3 +68,8 @@ $(TOOLS)/workflowcheck:
 .PHONY: clean
 clean: ## remove make run's state (.run/); the tool cache stays
 	rm -rf .run
+
+.PHONY: bench-profiler
+bench-profiler: ## profiler overhead per activity vs none and OpenTelemetry tracing
+	$(GO) test -run '^$$' -bench 'BenchmarkActivityOverhead' -benchmem -benchtime 10000x -count 6 ./interceptors/ \
+		| $(GO) run ./internal/tools/benchratio -prefix BenchmarkActivityOverhead -base none -ref otel -cand profiler -label profiler_overhead_ratio_vs_otel

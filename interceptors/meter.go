@@ -23,12 +23,14 @@ import (
 //     start, read at start, end and every sample interval. Every concurrent
 //     attempt sees the whole rise.
 //   - Disk: /proc/self/io read_bytes and write_bytes (what reached storage)
-//     and syscr+syscw (read and write calls), read at every end and sample
-//     interval, apportioned like CPU.
+//     and syscr+syscw (read and write calls), read every sample interval;
+//     each interval's delta is split among the attempts that ran in it, in
+//     proportion to how long each ran in it. I/O the worker does while no
+//     attempt runs is charged to the next attempts of the interval.
 //   - Network: the bytes received and sent on the network namespace's
-//     interfaces (/proc/self/net/dev), read every sample interval and
-//     apportioned like CPU. In a container with its own namespace this is the
-//     worker's traffic, including its traffic with Temporal.
+//     interfaces (/proc/self/net/dev), apportioned like disk. In a container
+//     with its own namespace this is the worker's traffic, including its
+//     traffic with Temporal.
 //   - Child processes an activity reports with RecordChild: exact, from the
 //     child's own rusage.
 type usage struct {
@@ -55,36 +57,49 @@ func (u usage) clampZero() usage {
 
 // meterSpan is one attempt's view of the meter.
 type meterSpan struct {
-	startShare usage   // meter.share when the attempt started
-	startHeap  float64 // heap object bytes when it started
-	peakHeap   float64 // highest heap object bytes seen while it ran
+	start, end time.Time // end is zero while the attempt runs
+	startShare usage     // meter.share (CPU and allocations) when it started
+	startHeap  float64   // heap object bytes when it started
+	peakHeap   float64   // highest heap object bytes seen while it ran
+	used       usage     // what it used: CPU and allocations at end, disk and network at ticks
+	payload    any       // the caller's data, for when tick hands the span back
 }
 
-// meter apportions process counters across running attempts. Safe for
-// concurrent use.
+// meter apportions process counters across attempts. CPU and allocations are
+// read when an attempt starts or ends and split equally among the attempts
+// running in between. Disk and network counters are read only at ticks, off
+// the activity's path, and each tick's delta is split among the attempts that
+// ran during the tick in proportion to how long each ran in it. An ended
+// attempt is therefore complete only after the next tick. Safe for concurrent use.
 type meter struct {
-	mu      sync.Mutex
-	active  map[*meterSpan]struct{}
-	last    usage // counters at the last read
-	share   usage // cumulative per-attempt share of every delta
-	heap    float64
-	samples []metrics.Sample
-	io      *os.File // /proc/self/io, or nil where unavailable
-	netDev  *os.File // /proc/self/net/dev, or nil
-	buf     []byte
+	mu       sync.Mutex
+	active   map[*meterSpan]struct{}
+	ended    []*meterSpan // ended since the last tick
+	maxEnded int
+	last     usage // counters at the last read
+	share    usage // cumulative per-attempt share of CPU and allocation deltas
+	heap     float64
+	lastTick time.Time
+	samples  []metrics.Sample
+	io       *os.File // /proc/self/io, or nil where unavailable
+	netDev   *os.File // /proc/self/net/dev, or nil
+	buf      []byte
 }
 
-func newMeter() *meter {
+func newMeter(maxEnded int, now time.Time) *meter {
 	m := &meter{
-		active: map[*meterSpan]struct{}{},
+		active:   map[*meterSpan]struct{}{},
+		maxEnded: maxEnded,
 		samples: []metrics.Sample{
 			{Name: "/gc/heap/allocs:bytes"},
 			{Name: "/memory/classes/heap/objects:bytes"},
 		},
-		buf: make([]byte, 8192),
+		buf:      make([]byte, 8192),
+		lastTick: now,
 	}
 	m.io, _ = os.Open("/proc/self/io")
 	m.netDev, _ = os.Open("/proc/self/net/dev")
+	m.last = m.readSampled(m.readEvent(usage{}))
 	return m
 }
 
@@ -99,9 +114,8 @@ func (m *meter) close() {
 	m.io, m.netDev = nil, nil
 }
 
-// read levels selected by the flags into u, starting from m.last for the rest.
-func (m *meter) read(disk, net bool) usage {
-	u := m.last
+// readEvent returns u with CPU and allocations read now; it also reads the heap level.
+func (m *meter) readEvent(u usage) usage {
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
 		u.cpu = tvSeconds(ru.Utime) + tvSeconds(ru.Stime)
@@ -113,13 +127,17 @@ func (m *meter) read(disk, net bool) usage {
 	if m.samples[1].Value.Kind() == metrics.KindUint64 {
 		m.heap = float64(m.samples[1].Value.Uint64())
 	}
-	if disk && m.io != nil {
+	return u
+}
+
+// readSampled returns u with the disk and network counters read now.
+func (m *meter) readSampled(u usage) usage {
+	if m.io != nil {
 		if n, err := m.io.ReadAt(m.buf, 0); n > 0 || err == nil {
-			r, w, ops := parseProcIO(m.buf[:n])
-			u.diskRead, u.diskWrite, u.diskOps = r, w, ops
+			u.diskRead, u.diskWrite, u.diskOps = parseProcIO(m.buf[:n])
 		}
 	}
-	if net && m.netDev != nil {
+	if m.netDev != nil {
 		if n, err := m.netDev.ReadAt(m.buf, 0); n > 0 || err == nil {
 			u.net = parseNetDev(m.buf[:n])
 		}
@@ -127,60 +145,96 @@ func (m *meter) read(disk, net bool) usage {
 	return u
 }
 
-// advance reads counters and splits their deltas among the running attempts.
-// With none running, it only moves the baseline.
-func (m *meter) advance(disk, net bool) {
-	now := m.read(disk, net)
+// advanceEvent splits the CPU and allocation deltas since the last read among
+// the running attempts.
+func (m *meter) advanceEvent() {
+	now := m.readEvent(m.last)
 	if n := len(m.active); n > 0 {
-		m.share = m.share.add(now.sub(m.last).clampZero().scale(1 / float64(n)))
+		d := now.sub(m.last).clampZero()
+		m.share.cpu += d.cpu / float64(n)
+		m.share.alloc += d.alloc / float64(n)
 		for s := range m.active {
 			s.peakHeap = max(s.peakHeap, m.heap)
 		}
 	}
-	m.last = now
+	m.last.cpu, m.last.alloc = now.cpu, now.alloc
 }
 
-// begin starts metering an attempt.
-func (m *meter) begin() *meterSpan {
+// begin starts metering an attempt at time now.
+func (m *meter) begin(s *meterSpan, now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	idle := len(m.active) == 0
-	m.advance(idle, idle) // from idle, refresh every baseline so idle time is not charged
-	s := &meterSpan{startShare: m.share, startHeap: m.heap, peakHeap: m.heap}
+	m.advanceEvent()
+	s.start, s.startShare, s.startHeap, s.peakHeap = now, m.share, m.heap, m.heap
 	m.active[s] = struct{}{}
-	return s
 }
 
-// end stops metering an attempt and returns its share and its heap rise.
-func (m *meter) end(s *meterSpan) (usage, float64) {
+// end stops metering an attempt at time now; the next tick hands it back,
+// complete. It reports false when too many ended attempts await the tick: the
+// attempt is then forgotten.
+func (m *meter) end(s *meterSpan, now time.Time) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.advance(true, false)
+	m.advanceEvent()
 	delete(m.active, s)
-	return m.share.sub(s.startShare).clampZero(), max(s.peakHeap-s.startHeap, 0)
+	d := m.share.sub(s.startShare).clampZero()
+	s.used.cpu, s.used.alloc = d.cpu, d.alloc
+	s.end = now
+	if len(m.ended) >= m.maxEnded {
+		return false
+	}
+	m.ended = append(m.ended, s)
+	return true
 }
 
-// sample is the periodic read of every counter while attempts run.
-func (m *meter) sample() {
+// tick reads every counter at time now, splits the disk and network deltas
+// since the last tick among the attempts that ran in between, by how long each
+// ran, and returns the attempts that ended since the last tick.
+func (m *meter) tick(now time.Time) []*meterSpan {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if len(m.active) > 0 {
-		m.advance(true, true)
-	}
-}
+	m.advanceEvent()
+	cur := m.readSampled(m.last)
+	d := cur.sub(m.last).clampZero()
+	m.last = cur
 
-// run samples every interval until stop is closed.
-func (m *meter) run(interval time.Duration, stop <-chan struct{}) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-			m.sample()
+	overlap := func(s *meterSpan) float64 {
+		end := now
+		if !s.end.IsZero() {
+			end = s.end
+		}
+		start := s.start
+		if start.Before(m.lastTick) {
+			start = m.lastTick
+		}
+		return max(end.Sub(start).Seconds(), 0)
+	}
+	var total float64
+	for s := range m.active {
+		total += overlap(s)
+	}
+	for _, s := range m.ended {
+		total += overlap(s)
+	}
+	if total > 0 {
+		give := func(s *meterSpan) {
+			f := overlap(s) / total
+			s.used.diskRead += d.diskRead * f
+			s.used.diskWrite += d.diskWrite * f
+			s.used.diskOps += d.diskOps * f
+			s.used.net += d.net * f
+		}
+		for s := range m.active {
+			give(s)
+		}
+		for _, s := range m.ended {
+			give(s)
 		}
 	}
+	m.lastTick = now
+	ended := m.ended
+	m.ended = nil
+	return ended
 }
 
 func tvSeconds(tv syscall.Timeval) float64 { return float64(tv.Sec) + float64(tv.Usec)/1e6 }

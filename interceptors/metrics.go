@@ -19,7 +19,17 @@ type profilerMetrics struct {
 	sinkErrors *prometheus.CounterVec
 
 	maxStages int
-	labels    map[string]string // stage → its label value; only the aggregator goroutine touches it
+	stages    map[string]*stageMetrics // stage → its series; only the collector goroutine touches it
+	byLabel   map[string]*stageMetrics // label value → its series
+}
+
+// stageMetrics are one stage label's series, resolved once.
+type stageMetrics struct {
+	label                                                    string
+	cpu, memory, duration, scheduleToStart                   prometheus.Observer
+	diskRead, diskWrite, diskOps, net, payloadIn, payloadOut prometheus.Counter
+	attempts, retries                                        prometheus.Counter
+	errors                                                   map[string]prometheus.Counter // by outcome class
 }
 
 func newProfilerMetrics(reg prometheus.Registerer, maxStages int) (*profilerMetrics, error) {
@@ -58,7 +68,8 @@ func newProfilerMetrics(reg prometheus.Registerer, maxStages int) (*profilerMetr
 			Help: "Sink calls that returned an error or panicked.",
 		}, []string{"kind"}),
 		maxStages: maxStages,
-		labels:    map[string]string{},
+		stages:    map[string]*stageMetrics{},
+		byLabel:   map[string]*stageMetrics{},
 	}
 	if reg == nil {
 		return m, nil
@@ -75,38 +86,57 @@ func newProfilerMetrics(reg prometheus.Registerer, maxStages int) (*profilerMetr
 	return m, nil
 }
 
-// stageLabel returns the label value for a stage: itself for the first
-// maxStages stages seen, forecasting.OtherStage for the rest.
-func (m *profilerMetrics) stageLabel(stage string) string {
-	if l, ok := m.labels[stage]; ok {
-		return l
+// stage returns the series of a stage: its own for the first maxStages stages
+// seen, those labelled forecasting.OtherStage for the rest.
+func (m *profilerMetrics) stage(stage string) *stageMetrics {
+	if sm, ok := m.stages[stage]; ok {
+		return sm
 	}
 	l := stage
-	if len(m.labels) >= m.maxStages {
+	if len(m.byLabel) >= m.maxStages {
 		l = forecasting.OtherStage
 	}
-	m.labels[stage] = l
-	return l
+	sm := m.byLabel[l]
+	if sm == nil {
+		sm = &stageMetrics{
+			label: l,
+			cpu:   m.cpu.WithLabelValues(l), memory: m.memory.WithLabelValues(l),
+			duration: m.duration.WithLabelValues(l), scheduleToStart: m.scheduleToStart.WithLabelValues(l),
+			diskRead: m.diskRead.WithLabelValues(l), diskWrite: m.diskWrite.WithLabelValues(l),
+			diskOps: m.diskOps.WithLabelValues(l), net: m.net.WithLabelValues(l),
+			payloadIn: m.payloadIn.WithLabelValues(l), payloadOut: m.payloadOut.WithLabelValues(l),
+			attempts: m.attempts.WithLabelValues(l), retries: m.retries.WithLabelValues(l),
+			errors: map[string]prometheus.Counter{},
+		}
+		m.byLabel[l] = sm
+	}
+	m.stages[stage] = sm
+	return sm
 }
 
-// observe records one observation. Called from the aggregator goroutine only.
+// observe records one observation. Called from the collector goroutine only.
 func (m *profilerMetrics) observe(o forecasting.Observation) {
-	s := m.stageLabel(o.Stage)
-	m.cpu.WithLabelValues(s).Observe(o.CPUSeconds)
-	m.memory.WithLabelValues(s).Observe(o.PeakMemoryBytes)
-	m.duration.WithLabelValues(s).Observe(o.Wall.Seconds())
-	m.scheduleToStart.WithLabelValues(s).Observe(o.ScheduleToStart.Seconds())
-	m.diskRead.WithLabelValues(s).Add(o.DiskReadBytes)
-	m.diskWrite.WithLabelValues(s).Add(o.DiskWriteBytes)
-	m.diskOps.WithLabelValues(s).Add(o.DiskOps)
-	m.net.WithLabelValues(s).Add(o.NetBytes)
-	m.payloadIn.WithLabelValues(s).Add(float64(o.PayloadInBytes))
-	m.payloadOut.WithLabelValues(s).Add(float64(o.PayloadOutBytes))
-	m.attempts.WithLabelValues(s).Inc()
+	s := m.stage(o.Stage)
+	s.cpu.Observe(o.CPUSeconds)
+	s.memory.Observe(o.PeakMemoryBytes)
+	s.duration.Observe(o.Wall.Seconds())
+	s.scheduleToStart.Observe(o.ScheduleToStart.Seconds())
+	s.diskRead.Add(o.DiskReadBytes)
+	s.diskWrite.Add(o.DiskWriteBytes)
+	s.diskOps.Add(o.DiskOps)
+	s.net.Add(o.NetBytes)
+	s.payloadIn.Add(float64(o.PayloadInBytes))
+	s.payloadOut.Add(float64(o.PayloadOutBytes))
+	s.attempts.Inc()
 	if o.Attempt > 1 {
-		m.retries.WithLabelValues(s).Inc()
+		s.retries.Inc()
 	}
 	if o.Outcome != forecasting.OutcomeOK {
-		m.errors.WithLabelValues(s, o.Outcome).Inc()
+		c := s.errors[o.Outcome]
+		if c == nil {
+			c = m.errors.WithLabelValues(s.label, o.Outcome)
+			s.errors[o.Outcome] = c
+		}
+		c.Inc()
 	}
 }

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -39,15 +42,17 @@ type ProfilerOptions struct {
 	// also runs in workflow code. If not set, "WorkflowType/ActivityType".
 	StageName func(workflowType, activityType string) string
 	// DataConverter measures payload sizes: the encoded size of an attempt's
-	// arguments and result (the Data of each payload). Set it to the client's
-	// converter when that is not the SDK's default. If not set, the SDK's default.
+	// arguments and result (the Data of each payload), encoded again by the
+	// profiler's goroutine after the attempt. Set it to the client's converter
+	// when that is not the SDK's default. If not set, the SDK's default.
 	DataConverter converter.DataConverter
-	// SampleInterval between reads of the process counters while activities
-	// run. If not set, 50 ms.
+	// SampleInterval between reads of the disk and network counters; an
+	// attempt's observation is completed at the first tick after it ends. If
+	// not set, 50 ms.
 	SampleInterval time.Duration
-	// BufferSize bounds the observations queued for aggregation, and again
-	// those queued for the sink; past it observations are dropped and counted.
-	// If not set, 4096.
+	// BufferSize bounds the attempts awaiting the next sample tick, and
+	// again the observations queued for the sink; past it observations are
+	// dropped and counted. If not set, 4096.
 	BufferSize int
 	// MaxMetricStages caps the distinct stage label values; later stages share
 	// the label "other". If not set, 100.
@@ -67,16 +72,18 @@ type Profiler struct {
 	meter   *meter
 	metrics *profilerMetrics
 
-	closeMu sync.RWMutex // held for reading while enqueuing, for writing while closing
-	closed  bool
-	queue   chan forecasting.Observation // to the aggregator
 	toSink  chan forecasting.Observation // to the sink goroutine
 	stop    chan struct{}
-	wg      sync.WaitGroup
+	stopped chan struct{} // closed when the collector has flushed and exited
 	sinkWG  sync.WaitGroup
+	once    sync.Once
 
 	mu       sync.Mutex // guards profiles
 	profiles *forecasting.ProfileSet
+
+	stageNames sync.Map     // stageKey → string
+	headers    sync.Map     // stage → *commonpb.Payload
+	cached     atomic.Int64 // entries added to the two caches
 
 	observed, delivered                  atomic.Int64
 	droppedFull, droppedBacklog, invalid atomic.Int64
@@ -112,16 +119,14 @@ func NewProfiler(opts ProfilerOptions) (*Profiler, error) {
 	}
 	p := &Profiler{
 		opts:     opts,
-		meter:    newMeter(),
+		meter:    newMeter(opts.BufferSize, time.Now()),
 		metrics:  m,
-		queue:    make(chan forecasting.Observation, opts.BufferSize),
 		toSink:   make(chan forecasting.Observation, opts.BufferSize),
 		stop:     make(chan struct{}),
+		stopped:  make(chan struct{}),
 		profiles: forecasting.NewProfileSet(opts.Profiles),
 	}
-	p.wg.Add(2)
-	go func() { defer p.wg.Done(); p.meter.run(opts.SampleInterval, p.stop) }()
-	go func() { defer p.wg.Done(); p.aggregate() }()
+	go p.collect()
 	if opts.Sink != nil {
 		p.sinkWG.Add(1)
 		go func() { defer p.sinkWG.Done(); p.deliver() }()
@@ -180,22 +185,13 @@ func (p *Profiler) Profile(stage string) (*forecasting.Profile, bool) {
 	return pr.Clone(), true
 }
 
-// Close stops measuring, waits until queued observations are aggregated and
-// handed to the sink (or ctx ends), and closes the sink if it is a SinkCloser.
-// Activities that finish after Close are not measured.
+// Close stops measuring, turns the attempts already measured into
+// observations, waits until the sink has them (or ctx ends), and closes the
+// sink if it is a SinkCloser. Activities that finish after Close are not measured.
 func (p *Profiler) Close(ctx context.Context) error {
-	p.closeMu.Lock()
-	if p.closed {
-		p.closeMu.Unlock()
-		return nil
-	}
-	p.closed = true
-	close(p.queue)
-	close(p.stop)
-	p.closeMu.Unlock()
-
+	p.once.Do(func() { close(p.stop) })
 	done := make(chan struct{})
-	go func() { p.wg.Wait(); close(p.toSink); p.sinkWG.Wait(); close(done) }()
+	go func() { <-p.stopped; p.sinkWG.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -210,36 +206,53 @@ func (p *Profiler) Close(ctx context.Context) error {
 	return nil
 }
 
-// enqueue hands an observation to the aggregator without ever blocking.
-func (p *Profiler) enqueue(o forecasting.Observation) {
-	p.closeMu.RLock()
-	defer p.closeMu.RUnlock()
-	if p.closed {
+func (p *Profiler) closed() bool {
+	select {
+	case <-p.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// collect ticks every SampleInterval: it completes the attempts that ended
+// since the last tick, folds them into profiles and metrics, and queues them
+// for the sink. On Close it ticks once more and closes the sink queue.
+func (p *Profiler) collect() {
+	defer close(p.stopped)
+	defer close(p.toSink)
+	t := time.NewTicker(p.opts.SampleInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			p.collectOnce()
+			return
+		case <-t.C:
+			p.collectOnce()
+		}
+	}
+}
+
+func (p *Profiler) collectOnce() {
+	for _, s := range p.meter.tick(time.Now()) {
+		p.aggregateOne(s)
+	}
+}
+
+func (p *Profiler) aggregateOne(s *meterSpan) {
+	defer p.recoverInternal()
+	r, ok := s.payload.(*record)
+	if !ok {
 		return
 	}
-	select {
-	case p.queue <- o:
-		p.observed.Add(1)
-	default:
-		p.droppedFull.Add(1)
-		p.metrics.dropped.WithLabelValues("queue_full").Inc()
-	}
-}
-
-// aggregate folds observations into profiles and metrics and forwards them to the sink.
-func (p *Profiler) aggregate() {
-	for o := range p.queue {
-		p.aggregateOne(o)
-	}
-}
-
-func (p *Profiler) aggregateOne(o forecasting.Observation) {
-	defer p.recoverInternal()
+	o := p.observation(r)
 	if err := o.Validate(); err != nil {
 		p.invalid.Add(1)
 		p.metrics.dropped.WithLabelValues("invalid").Inc()
 		return
 	}
+	p.observed.Add(1)
 	p.mu.Lock()
 	p.profiles.Add(o, p.opts.Now())
 	p.mu.Unlock()
@@ -300,26 +313,36 @@ type activityInbound struct {
 	p *Profiler
 }
 
-// attempt is one activity attempt being measured.
-type attempt struct {
-	span     *meterSpan
-	start    time.Time
+// record is what the activity's path keeps of an attempt; the collector
+// turns it into an observation after the attempt.
+type record struct {
+	span     meterSpan
+	info     activity.Info
+	pred     string
+	args     []any
+	result   any
+	err      error
+	panicked bool
+	wall     time.Duration
+
+	mu       sync.Mutex
 	children usage   // exact usage of child processes reported with RecordChild
 	childRSS float64 // their largest peak RSS
-	mu       sync.Mutex
 }
 
 type attemptKey struct{}
 
 func (a *activityInbound) ExecuteActivity(ctx context.Context, in *interceptor.ExecuteActivityInput) (result any, err error) {
-	at := a.p.begin()
-	if at != nil {
-		ctx = context.WithValue(ctx, attemptKey{}, at)
+	r, start := a.p.begin(in.Args)
+	if r != nil {
+		ctx = context.WithValue(ctx, attemptKey{}, r)
 	}
 	panicked := true
 	defer func() {
-		if at != nil {
-			a.p.finish(ctx, at, in.Args, result, err, panicked)
+		if r != nil {
+			now := time.Now()
+			r.result, r.err, r.panicked, r.wall = result, err, panicked, now.Sub(start)
+			a.p.finish(ctx, r, now)
 		}
 	}()
 	result, err = a.Next.ExecuteActivity(ctx, in)
@@ -327,32 +350,51 @@ func (a *activityInbound) ExecuteActivity(ctx context.Context, in *interceptor.E
 	return result, err
 }
 
-func (p *Profiler) begin() (at *attempt) {
+func (p *Profiler) begin(args []any) (r *record, start time.Time) {
 	defer p.recoverInternal()
-	return &attempt{span: p.meter.begin(), start: time.Now()}
+	if p.closed() {
+		return nil, start
+	}
+	start = time.Now()
+	r = &record{args: args}
+	p.meter.begin(&r.span, start)
+	r.span.payload = r
+	return r, start
 }
 
-func (p *Profiler) finish(ctx context.Context, at *attempt, args []any, result any, err error, panicked bool) {
+// finish is the end of an attempt on the activity's path: it stops the
+// meter and leaves the rest (payload sizes, classification, aggregation) to
+// the collector.
+func (p *Profiler) finish(ctx context.Context, r *record, now time.Time) {
 	defer p.recoverInternal()
-	wall := time.Since(at.start)
-	u, heapRise := p.meter.end(at.span)
-	at.mu.Lock()
-	u = u.add(at.children)
-	peak := heapRise + at.childRSS
-	at.mu.Unlock()
+	r.info = activity.GetInfo(ctx)
+	r.pred = predecessorFromHeader(interceptor.Header(ctx))
+	if !p.meter.end(&r.span, now) {
+		p.droppedFull.Add(1)
+		p.metrics.dropped.WithLabelValues("queue_full").Inc()
+	}
+}
 
-	info := activity.GetInfo(ctx)
+// observation builds the observation of a completed attempt. Its args and
+// result are encoded here, after the attempt, to measure payload sizes.
+func (p *Profiler) observation(r *record) forecasting.Observation {
+	s := &r.span
+	r.mu.Lock()
+	u := s.used.add(r.children)
+	peak := max(s.peakHeap-s.startHeap, 0) + r.childRSS
+	r.mu.Unlock()
+	info := r.info
 	o := forecasting.Observation{
-		Stage:           p.opts.StageName(info.WorkflowType.Name, info.ActivityType.Name),
+		Stage:           p.stageName(info.WorkflowType.Name, info.ActivityType.Name),
 		WorkflowType:    info.WorkflowType.Name,
 		ActivityType:    info.ActivityType.Name,
 		TaskQueue:       info.TaskQueue,
-		Predecessor:     predecessorFromHeader(interceptor.Header(ctx)),
+		Predecessor:     r.pred,
 		Attempt:         info.Attempt,
 		Scheduled:       info.ScheduledTime,
 		Started:         info.StartedTime,
 		ScheduleToStart: max(info.StartedTime.Sub(info.ScheduledTime), 0),
-		Wall:            wall,
+		Wall:            r.wall,
 		CPUSeconds:      u.cpu,
 		PeakMemoryBytes: peak,
 		AllocBytes:      u.alloc,
@@ -360,13 +402,13 @@ func (p *Profiler) finish(ctx context.Context, at *attempt, args []any, result a
 		DiskWriteBytes:  u.diskWrite,
 		DiskOps:         u.diskOps,
 		NetBytes:        u.net,
-		PayloadInBytes:  p.payloadBytes(args...),
+		PayloadInBytes:  p.payloadBytes(r.args...),
 	}
-	if result != nil && err == nil {
-		o.PayloadOutBytes = p.payloadBytes(result)
+	if r.result != nil && r.err == nil {
+		o.PayloadOutBytes = p.payloadBytes(r.result)
 	}
-	o.Outcome, o.ErrorType = classify(err, panicked)
-	p.enqueue(o)
+	o.Outcome, o.ErrorType = classify(r.err, r.panicked)
+	return o
 }
 
 // payloadBytes is the size of the values' encoded payload data.
@@ -387,39 +429,50 @@ func (p *Profiler) payloadBytes(values ...any) int64 {
 
 // classify returns the outcome class of an attempt and, for application errors, their type.
 func classify(err error, panicked bool) (outcome, errorType string) {
+	if panicked {
+		return forecasting.OutcomePanic, ""
+	}
+	if err == nil || errors.Is(err, activity.ErrResultPending) {
+		return forecasting.OutcomeOK, ""
+	}
 	var appErr *temporal.ApplicationError
 	var timeoutErr *temporal.TimeoutError
 	var panicErr *temporal.PanicError
 	switch {
-	case panicked || errors.As(err, &panicErr):
+	case errors.As(err, &panicErr):
 		return forecasting.OutcomePanic, ""
-	case err == nil:
-		return forecasting.OutcomeOK, ""
 	case errors.As(err, &appErr):
 		return forecasting.OutcomeApplication, appErr.Type()
 	case errors.As(err, &timeoutErr) || errors.Is(err, context.DeadlineExceeded):
 		return forecasting.OutcomeTimeout, ""
 	case temporal.IsCanceledError(err) || errors.Is(err, context.Canceled):
 		return forecasting.OutcomeCanceled, ""
-	case errors.Is(err, activity.ErrResultPending):
-		return forecasting.OutcomeOK, ""
 	}
 	return forecasting.OutcomeOther, ""
 }
 
-// RecordChild adds the exact resource use of a finished child process to the
-// activity attempt running in ctx: CPU (user+system), peak RSS (added to the
-// attempt's peak memory), and block I/O (512-byte blocks in and out). Call it
-// after cmd.Wait() with cmd.ProcessState. Outside a profiled activity it does
-// nothing.
+// RecordChild adds the resource use of a finished child process to the
+// activity attempt running in ctx. Call it after cmd.Wait() with
+// cmd.ProcessState. Outside a profiled activity it does nothing.
+//
+// CPU (user+system) and block I/O (512-byte blocks in and out) are exact: the
+// child's own rusage, including its waited-for descendants. Peak memory is the
+// child's peak RSS when it exceeds the worker's own high-water mark, and is not
+// counted otherwise: Linux records the spawning process's high-water mark into
+// the child's at exec (Go spawns with a shared address space), so a smaller
+// figure cannot be told apart from the worker's own.
 func RecordChild(ctx context.Context, ps *os.ProcessState) {
-	at, _ := ctx.Value(attemptKey{}).(*attempt)
+	at, _ := ctx.Value(attemptKey{}).(*record)
 	if at == nil || ps == nil {
 		return
 	}
 	ru, ok := ps.SysUsage().(*syscall.Rusage)
 	if !ok || ru == nil {
 		return
+	}
+	rss := float64(ru.Maxrss) * 1024 // Linux reports KiB
+	if rss <= selfHighWaterMark() {
+		rss = 0
 	}
 	at.mu.Lock()
 	defer at.mu.Unlock()
@@ -429,7 +482,24 @@ func RecordChild(ctx context.Context, ps *os.ProcessState) {
 		diskWrite: float64(ru.Oublock) * 512,
 		diskOps:   float64(ru.Inblock + ru.Oublock),
 	})
-	at.childRSS = max(at.childRSS, float64(ru.Maxrss)*1024) // Linux reports KiB
+	at.childRSS = max(at.childRSS, rss)
+}
+
+// selfHighWaterMark is this process's peak RSS in bytes (VmHWM), or +Inf when unknown.
+func selfHighWaterMark() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return math.Inf(1)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			if err == nil {
+				return kb * 1024
+			}
+		}
+	}
+	return math.Inf(1)
 }
 
 type workflowInbound struct {
@@ -452,7 +522,7 @@ type workflowOutbound struct {
 }
 
 func (w *workflowOutbound) ExecuteActivity(ctx workflow.Context, activityType string, args ...any) workflow.Future {
-	stage := w.p.opts.StageName(workflow.GetInfo(ctx).WorkflowType.Name, activityType)
+	stage := w.p.stageName(workflow.GetInfo(ctx).WorkflowType.Name, activityType)
 	// Activities of one stage scheduled back to back (a fan-out) share the
 	// predecessor of the first.
 	pred := w.last
@@ -461,12 +531,43 @@ func (w *workflowOutbound) ExecuteActivity(ctx workflow.Context, activityType st
 	}
 	w.last, w.lastPred = stage, pred
 	if h := interceptor.WorkflowHeader(ctx); h != nil && pred != "" {
-		h[PredecessorHeader] = &commonpb.Payload{
-			Metadata: map[string][]byte{converter.MetadataEncoding: []byte(converter.MetadataEncodingBinary)},
-			Data:     []byte(pred),
-		}
+		h[PredecessorHeader] = w.p.predecessorPayload(pred)
 	}
 	return w.Next.ExecuteActivity(ctx, activityType, args...)
+}
+
+// maxCachedStages bounds the caches of stage names and header payloads.
+const maxCachedStages = 4096
+
+type stageKey struct{ workflowType, activityType string }
+
+// stageName is opts.StageName, cached.
+func (p *Profiler) stageName(workflowType, activityType string) string {
+	k := stageKey{workflowType, activityType}
+	if s, ok := p.stageNames.Load(k); ok {
+		return s.(string)
+	}
+	s := p.opts.StageName(workflowType, activityType)
+	if p.cached.Add(1) <= maxCachedStages {
+		p.stageNames.Store(k, s)
+	}
+	return s
+}
+
+// predecessorPayload returns the header payload naming a stage, cached. The
+// SDK only reads header payloads, so one may be shared.
+func (p *Profiler) predecessorPayload(stage string) *commonpb.Payload {
+	if pl, ok := p.headers.Load(stage); ok {
+		return pl.(*commonpb.Payload)
+	}
+	pl := &commonpb.Payload{
+		Metadata: map[string][]byte{converter.MetadataEncoding: []byte(converter.MetadataEncodingBinary)},
+		Data:     []byte(stage),
+	}
+	if p.cached.Add(1) <= maxCachedStages {
+		p.headers.Store(stage, pl)
+	}
+	return pl
 }
 
 func predecessorFromHeader(h map[string]*commonpb.Payload) string {

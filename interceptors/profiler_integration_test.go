@@ -137,7 +137,7 @@ func TestProfilerMeasuresThePipeline(t *testing.T) {
 	t.Run("I/O-bound extract wrote the bytes it wrote", func(t *testing.T) {
 		t.Logf("extract wrote %.2f MiB (file %d MiB), read %.2f MiB, %v ops", extract.DiskWriteBytes/mib, extractMiB, extract.DiskReadBytes/mib, extract.DiskOps)
 		require.GreaterOrEqual(t, extract.DiskWriteBytes, float64(extractMiB*mib))
-		require.Less(t, extract.DiskWriteBytes, 1.1*extractMiB*mib) // file data plus filesystem metadata
+		require.Less(t, extract.DiskWriteBytes, 1.1*extractMiB*mib)       // file data plus filesystem metadata
 		require.GreaterOrEqual(t, extract.DiskOps, float64(2*extractMiB)) // one write and one read call per MiB at least
 		for _, o := range append(byType["Transform"], train) {
 			require.Less(t, o.DiskWriteBytes, float64(mib), "%s wrote to disk", o.Stage)

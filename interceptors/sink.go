@@ -23,11 +23,13 @@ type SinkCloser interface {
 	Close(ctx context.Context) error
 }
 
-// MemorySink keeps the most recent observations in memory. Safe for concurrent use.
+// MemorySink keeps the most recent observations in memory, in a ring. Safe
+// for concurrent use.
 type MemorySink struct {
-	mu    sync.Mutex
-	limit int
-	obs   []forecasting.Observation
+	mu   sync.Mutex
+	ring []forecasting.Observation
+	next int  // where the next observation goes
+	full bool // the ring has wrapped
 }
 
 // NewMemorySink keeps up to limit observations, dropping the oldest past it
@@ -36,17 +38,20 @@ func NewMemorySink(limit int) *MemorySink {
 	if limit <= 0 {
 		limit = 10000
 	}
-	return &MemorySink{limit: limit}
+	return &MemorySink{ring: make([]forecasting.Observation, 0, limit)}
 }
 
 // Observe implements Sink.
 func (s *MemorySink) Observe(_ context.Context, o forecasting.Observation) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.obs) >= s.limit {
-		s.obs = append(s.obs[:0], s.obs[len(s.obs)-s.limit+1:]...)
+	if !s.full && len(s.ring) < cap(s.ring) {
+		s.ring = append(s.ring, o)
+	} else {
+		s.ring[s.next] = o
+		s.full = true
 	}
-	s.obs = append(s.obs, o)
+	s.next = (s.next + 1) % cap(s.ring)
 	return nil
 }
 
@@ -54,7 +59,10 @@ func (s *MemorySink) Observe(_ context.Context, o forecasting.Observation) error
 func (s *MemorySink) Observations() []forecasting.Observation {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]forecasting.Observation(nil), s.obs...)
+	if !s.full {
+		return append([]forecasting.Observation(nil), s.ring...)
+	}
+	return append(append([]forecasting.Observation(nil), s.ring[s.next:]...), s.ring[:s.next]...)
 }
 
 // BatchOptions configure a BatchingSink.
