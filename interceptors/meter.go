@@ -45,10 +45,6 @@ func (u usage) add(v usage) usage {
 	return usage{u.cpu + v.cpu, u.alloc + v.alloc, u.diskRead + v.diskRead, u.diskWrite + v.diskWrite, u.diskOps + v.diskOps, u.net + v.net}
 }
 
-func (u usage) scale(f float64) usage {
-	return usage{u.cpu * f, u.alloc * f, u.diskRead * f, u.diskWrite * f, u.diskOps * f, u.net * f}
-}
-
 // clampZero guards against counters that went backwards (a reset).
 func (u usage) clampZero() usage {
 	c := func(x float64) float64 { return max(x, 0) }
@@ -80,7 +76,6 @@ type meter struct {
 	share    usage // cumulative per-attempt share of CPU and allocation deltas
 	heap     float64
 	lastTick time.Time
-	samples  []metrics.Sample
 	io       *os.File // /proc/self/io, or nil where unavailable
 	netDev   *os.File // /proc/self/net/dev, or nil
 	buf      []byte
@@ -90,16 +85,14 @@ func newMeter(maxEnded int, now time.Time) *meter {
 	m := &meter{
 		active:   map[*meterSpan]struct{}{},
 		maxEnded: maxEnded,
-		samples: []metrics.Sample{
-			{Name: "/gc/heap/allocs:bytes"},
-			{Name: "/memory/classes/heap/objects:bytes"},
-		},
 		buf:      make([]byte, 8192),
 		lastTick: now,
 	}
 	m.io, _ = os.Open("/proc/self/io")
 	m.netDev, _ = os.Open("/proc/self/net/dev")
-	m.last = m.readSampled(m.readEvent(usage{}))
+	r := readEvent()
+	m.last = m.readSampled(usage{cpu: r.cpu, alloc: r.alloc})
+	m.heap = r.heap
 	return m
 }
 
@@ -114,23 +107,36 @@ func (m *meter) close() {
 	m.io, m.netDev = nil, nil
 }
 
-// readEvent returns u with CPU and allocations read now; it also reads the heap level.
-func (m *meter) readEvent(u usage) usage {
+// eventReading is one read of the counters read at every attempt's start and end.
+type eventReading struct{ cpu, alloc, heap float64 }
+
+// readEvent reads CPU, allocations and the heap level. It holds no lock:
+// readings may reach the meter out of order, which advanceEvent tolerates.
+func readEvent() eventReading {
+	var r eventReading
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
-		u.cpu = tvSeconds(ru.Utime) + tvSeconds(ru.Stime)
+		r.cpu = tvSeconds(ru.Utime) + tvSeconds(ru.Stime)
 	}
-	metrics.Read(m.samples)
-	if m.samples[0].Value.Kind() == metrics.KindUint64 {
-		u.alloc = float64(m.samples[0].Value.Uint64())
+	samples := [2]metrics.Sample{{Name: metricAllocs}, {Name: metricHeapObjects}}
+	metrics.Read(samples[:])
+	if samples[0].Value.Kind() == metrics.KindUint64 {
+		r.alloc = float64(samples[0].Value.Uint64())
 	}
-	if m.samples[1].Value.Kind() == metrics.KindUint64 {
-		m.heap = float64(m.samples[1].Value.Uint64())
+	if samples[1].Value.Kind() == metrics.KindUint64 {
+		r.heap = float64(samples[1].Value.Uint64())
 	}
-	return u
+	return r
 }
 
-// readSampled returns u with the disk and network counters read now.
+const (
+	metricAllocs      = "/gc/heap/allocs:bytes"
+	metricHeapObjects = "/memory/classes/heap/objects:bytes"
+)
+
+// readSampled returns u with the disk and network counters read now. Only the
+// collector goroutine calls it (and newMeter before that starts), so it needs
+// no lock; close runs after the collector stops.
 func (m *meter) readSampled(u usage) usage {
 	if m.io != nil {
 		if n, err := m.io.ReadAt(m.buf, 0); n > 0 || err == nil {
@@ -145,27 +151,28 @@ func (m *meter) readSampled(u usage) usage {
 	return u
 }
 
-// advanceEvent splits the CPU and allocation deltas since the last read among
-// the running attempts.
-func (m *meter) advanceEvent() {
-	now := m.readEvent(m.last)
+// advanceEvent splits the CPU and allocation growth since the last reading
+// among the running attempts. A reading older than the last one adds nothing.
+// Called with m.mu held.
+func (m *meter) advanceEvent(r eventReading) {
 	if n := len(m.active); n > 0 {
-		d := now.sub(m.last).clampZero()
-		m.share.cpu += d.cpu / float64(n)
-		m.share.alloc += d.alloc / float64(n)
+		m.share.cpu += max(r.cpu-m.last.cpu, 0) / float64(n)
+		m.share.alloc += max(r.alloc-m.last.alloc, 0) / float64(n)
 		for s := range m.active {
-			s.peakHeap = max(s.peakHeap, m.heap)
+			s.peakHeap = max(s.peakHeap, r.heap)
 		}
 	}
-	m.last.cpu, m.last.alloc = now.cpu, now.alloc
+	m.last.cpu, m.last.alloc = max(m.last.cpu, r.cpu), max(m.last.alloc, r.alloc)
+	m.heap = r.heap
 }
 
 // begin starts metering an attempt at time now.
 func (m *meter) begin(s *meterSpan, now time.Time) {
+	r := readEvent()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.advanceEvent()
-	s.start, s.startShare, s.startHeap, s.peakHeap = now, m.share, m.heap, m.heap
+	m.advanceEvent(r)
+	s.start, s.startShare, s.startHeap, s.peakHeap = now, m.share, r.heap, r.heap
 	m.active[s] = struct{}{}
 }
 
@@ -173,9 +180,10 @@ func (m *meter) begin(s *meterSpan, now time.Time) {
 // complete. It reports false when too many ended attempts await the tick: the
 // attempt is then forgotten.
 func (m *meter) end(s *meterSpan, now time.Time) bool {
+	r := readEvent()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.advanceEvent()
+	m.advanceEvent(r)
 	delete(m.active, s)
 	d := m.share.sub(s.startShare).clampZero()
 	s.used.cpu, s.used.alloc = d.cpu, d.alloc
@@ -191,12 +199,16 @@ func (m *meter) end(s *meterSpan, now time.Time) bool {
 // since the last tick among the attempts that ran in between, by how long each
 // ran, and returns the attempts that ended since the last tick.
 func (m *meter) tick(now time.Time) []*meterSpan {
+	r := readEvent()
+	cur := m.readSampled(usage{})
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.advanceEvent()
-	cur := m.readSampled(m.last)
-	d := cur.sub(m.last).clampZero()
-	m.last = cur
+	m.advanceEvent(r)
+	d := usage{
+		diskRead: cur.diskRead - m.last.diskRead, diskWrite: cur.diskWrite - m.last.diskWrite,
+		diskOps: cur.diskOps - m.last.diskOps, net: cur.net - m.last.net,
+	}.clampZero()
+	m.last.diskRead, m.last.diskWrite, m.last.diskOps, m.last.net = cur.diskRead, cur.diskWrite, cur.diskOps, cur.net
 
 	overlap := func(s *meterSpan) float64 {
 		end := now

@@ -3,8 +3,12 @@ package interceptors_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"os/exec"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -25,8 +29,10 @@ import (
 
 func double(_ context.Context, x int) (int, error) { return 2 * x, nil }
 
-// timing is the outermost interceptor: it records how long the rest of the
-// chain (the profiler, if any, and the activity) takes for each attempt.
+// timing records, for each attempt, how long the rest of the chain after it
+// takes. Placed around the profiler and again inside it, the difference of
+// the two for one attempt is what the profiler added to that attempt, free of
+// whatever else the machine was doing to the activity itself.
 type timing struct {
 	interceptor.WorkerInterceptorBase
 	mu        sync.Mutex
@@ -52,12 +58,14 @@ func (a *timingActivity) ExecuteActivity(ctx context.Context, in *interceptor.Ex
 	return r, err
 }
 
-func (t *timing) p99() time.Duration {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	d := slices.Clone(t.durations)
-	slices.Sort(d)
-	return d[len(d)*99/100]
+// addedP99 is the 99th percentile over attempts of outer − inner.
+func addedP99(outer, inner *timing) time.Duration {
+	added := make([]time.Duration, len(outer.durations))
+	for i := range added {
+		added[i] = outer.durations[i] - inner.durations[i]
+	}
+	slices.Sort(added)
+	return added[len(added)*99/100]
 }
 
 // runActivities runs n activities through the given interceptors and checks every result.
@@ -92,14 +100,16 @@ type panickingSink struct{}
 
 func (panickingSink) Observe(context.Context, forecasting.Observation) error { panic("sink bug") }
 
+// p99Limit is what the profiler may add to an activity at p99: 1 ms. Under the
+// race detector, whose instrumentation slows every memory access, 10 ms;
+// `make test` runs this test without it too.
+var p99Limit = map[bool]time.Duration{false: time.Millisecond, true: 10 * time.Millisecond}[raceEnabled]
+
 // TestSinkFailuresNeverReachActivities: a sink that blocks, errors or panics
 // leaves every activity's result unchanged, adds under 1 ms at p99, and what
 // could not be delivered is counted.
 func TestSinkFailuresNeverReachActivities(t *testing.T) {
 	const n = 600
-	baseline := &timing{}
-	runActivities(t, n, baseline)
-
 	release := make(chan struct{})
 	tests := []struct {
 		name  string
@@ -124,12 +134,12 @@ func TestSinkFailuresNeverReachActivities(t *testing.T) {
 			reg := prometheus.NewRegistry()
 			prof, err := interceptors.NewProfiler(interceptors.ProfilerOptions{Sink: tt.sink, Registerer: reg, BufferSize: 16})
 			require.NoError(t, err)
-			timed := &timing{}
-			runActivities(t, n, timed, prof)
+			outer, inner := &timing{}, &timing{}
+			runActivities(t, n, outer, prof, inner)
 
-			added := timed.p99() - baseline.p99()
-			t.Logf("p99 with the profiler and a %s sink: %v (without the profiler: %v, added %v)", tt.name, timed.p99(), baseline.p99(), added)
-			require.Less(t, added, time.Millisecond)
+			added := addedP99(outer, inner)
+			t.Logf("the profiler with a %s sink added %v at p99 over %d activities (limit %v)", tt.name, added, n, p99Limit)
+			require.Less(t, added, p99Limit)
 
 			if tt.name == "blocking" {
 				close(release)
@@ -196,13 +206,18 @@ func TestRecordChildAddsTheChildsExactUsage(t *testing.T) {
 	sink := interceptors.NewMemorySink(0)
 	prof, err := interceptors.NewProfiler(interceptors.ProfilerOptions{Sink: sink})
 	require.NoError(t, err)
-	var childCPU float64 // what the child's own rusage says
+	// The child holds more memory than this process ever has, so its peak
+	// RSS cannot be the one Linux copies from the parent at exec.
+	childBytes := int64(2*highWaterMark(t)) + 100<<20
+	var childCPU, selfCPU float64 // what the child's own rusage says; what this process used meanwhile
 	spawn := func(ctx context.Context) error {
-		// Burn CPU, then hold 400 MB (more than this test process ever has).
-		cmd := exec.CommandContext(ctx, "sh", "-c", "i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; dd if=/dev/zero of=/dev/null bs=400M count=1 2>/dev/null")
+		self := processCPU(t)
+		cmd := exec.CommandContext(ctx, "sh", "-c", fmt.Sprintf(
+			"i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; dd if=/dev/zero of=/dev/null bs=%d count=1 2>/dev/null", childBytes))
 		if err := cmd.Run(); err != nil {
 			return err
 		}
+		selfCPU = processCPU(t) - self
 		ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 		childCPU = float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 		interceptors.RecordChild(ctx, cmd.ProcessState)
@@ -216,11 +231,33 @@ func TestRecordChildAddsTheChildsExactUsage(t *testing.T) {
 	require.NoError(t, prof.Close(context.Background()))
 
 	o := sink.Observations()[0]
-	t.Logf("child cpu %.3f s; observation cpu %.3f s, peak memory %.0f KiB", childCPU, o.CPUSeconds, o.PeakMemoryBytes/1024)
-	require.Greater(t, childCPU, 0.05, "the child should have burned CPU")
-	// The worker process itself did next to nothing while waiting for the child.
-	require.InDelta(t, childCPU, o.CPUSeconds, 0.05)
-	require.Greater(t, o.PeakMemoryBytes, 380e6, "the child's peak RSS counts")
+	t.Logf("child cpu %.3f s, this process meanwhile %.3f s; observation cpu %.3f s, peak memory %.0f MiB (child held %d MiB)",
+		childCPU, selfCPU, o.CPUSeconds, o.PeakMemoryBytes/(1<<20), childBytes>>20)
+	require.Greater(t, childCPU, 0.02, "the child should have burned CPU")
+	require.GreaterOrEqual(t, o.CPUSeconds, childCPU)
+	require.LessOrEqual(t, o.CPUSeconds-childCPU, selfCPU+0.01, "beyond the child, only this process's own CPU is added")
+	require.Greater(t, o.PeakMemoryBytes, 0.95*float64(childBytes), "the child's peak RSS counts")
+}
+
+func processCPU(t *testing.T) float64 {
+	var ru syscall.Rusage
+	require.NoError(t, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
+
+// highWaterMark is this process's peak RSS in bytes.
+func highWaterMark(t *testing.T) float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	require.NoError(t, err)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			require.NoError(t, err)
+			return kb * 1024
+		}
+	}
+	t.Fatal("no VmHWM in /proc/self/status")
+	return 0
 }
 
 // TestPredecessorsFollowSchedulingOrder: a fan-out shares the predecessor of

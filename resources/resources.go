@@ -17,12 +17,12 @@ type Kind int
 
 // The resource dimensions, in the order Vector stores them.
 const (
-	CPU        Kind = iota // cores (1 = one core busy for the whole interval)
-	Memory                 // bytes
-	DiskIOPS               // disk operations per second
-	DiskBytes              // disk bytes per second, read plus written
-	NetBytes               // network bytes per second, received plus sent
-	NumKinds               // how many kinds there are; not a resource
+	CPU       Kind = iota // cores (1 = one core busy for the whole interval)
+	Memory                // bytes
+	DiskIOPS              // disk operations per second
+	DiskBytes             // disk bytes per second, read plus written
+	NetBytes              // network bytes per second, received plus sent
+	NumKinds              // how many kinds there are; not a resource
 )
 
 var kindNames = [NumKinds]string{"cpu", "memory", "disk_iops", "disk_bytes", "net_bytes"}

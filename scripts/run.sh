@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # make run: the whole stack on this machine, on 127.0.0.1.
 #   - the Temporal dev server with its Web UI, state kept in .run/temporal.db
-#   - the pipeline sample's worker
+#   - the pipeline sample's worker, profiled by Headstart, serving /metrics
 #   - a starter that keeps submitting pipelines at a varying rate
-# Ports: TEMPORAL_PORT (default 7233) and TEMPORAL_UI_PORT (default 8233), or
-# the next free ones. HEADSTART_RUN_DIR (default .run) holds the state and
+# Ports: TEMPORAL_PORT (default 7233), TEMPORAL_UI_PORT (default 8233) and
+# METRICS_PORT (the worker's /metrics, default 9464), or the next free ones. HEADSTART_RUN_DIR (default .run) holds the state and
 # logs. STARTER_ARGS are passed to the starter. Ctrl-C stops
 # every child process.
 set -euo pipefail
@@ -24,6 +24,7 @@ free_port() {
 port=$(free_port "${TEMPORAL_PORT:-7233}")
 ui_port=$(free_port "${TEMPORAL_UI_PORT:-8233}")
 [ "$ui_port" != "$port" ] || ui_port=$(free_port $((port + 1)))
+metrics_port=$(free_port "${METRICS_PORT:-9464}")
 address=127.0.0.1:$port
 
 pids=()
@@ -51,7 +52,7 @@ until "$temporal" operator cluster health --address "$address" >/dev/null 2>&1; 
   sleep 0.2
 done
 
-"$state/bin/worker" -address "$address" >"$state/worker.log" 2>&1 &
+"$state/bin/worker" -address "$address" -metrics-address "127.0.0.1:$metrics_port" >"$state/worker.log" 2>&1 &
 pids+=($!)
 # shellcheck disable=SC2086 # STARTER_ARGS is a list of flags
 "$state/bin/starter" -address "$address" ${STARTER_ARGS:-} >"$state/starter.log" 2>&1 &
@@ -61,6 +62,7 @@ cat <<MSG
 Headstart dev stack is up:
   Temporal Web UI   http://127.0.0.1:$ui_port/namespaces/default/workflows
   Temporal frontend $address
+  worker metrics    http://127.0.0.1:$metrics_port/metrics
   logs              $state/temporal.log $state/worker.log $state/starter.log
 Ctrl-C stops everything.
 MSG

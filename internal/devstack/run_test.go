@@ -29,11 +29,12 @@ func TestMakeRun(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(temporaltest.RepoRoot(), "scripts", "run.sh"))
 	cmd.Dir = temporaltest.RepoRoot()
-	port, uiPort := freePort(t), freePort(t)
+	port, uiPort, metricsPort := freePort(t), freePort(t), freePort(t)
 	cmd.Env = append(os.Environ(),
 		"HEADSTART_RUN_DIR="+t.TempDir(),
 		fmt.Sprintf("TEMPORAL_PORT=%d", port),
 		fmt.Sprintf("TEMPORAL_UI_PORT=%d", uiPort),
+		fmt.Sprintf("METRICS_PORT=%d", metricsPort),
 		"STARTER_ARGS=-rate 120 -scale 0.25 -seed 1",
 	)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -110,6 +111,17 @@ func TestMakeRun(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 
+	// The worker is profiled: its /metrics endpoint has every stage of a completed pipeline.
+	waitFor(t, time.Minute, "the worker's metrics to show every stage", func() bool {
+		m := httpGet(ctx, t, fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
+		for _, stage := range []string{"Extract", "Transform", "Train", "Publish"} {
+			if !strings.Contains(m, `headstart_activity_attempts_total{stage="Pipeline/`+stage+`"}`) {
+				return false
+			}
+		}
+		return true
+	})
+
 	// Ctrl-C: SIGINT to the whole foreground process group.
 	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
 		t.Fatal(err)
@@ -123,7 +135,7 @@ func TestMakeRun(t *testing.T) {
 	waitFor(t, 10*time.Second, "the process group to empty", func() bool {
 		return syscall.Kill(-cmd.Process.Pid, 0) == syscall.ESRCH
 	})
-	for _, p := range []int{port, uiPort} {
+	for _, p := range []int{port, uiPort, metricsPort} {
 		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p), time.Second); err == nil {
 			c.Close()
 			t.Errorf("port %d still accepts connections after Ctrl-C", p)

@@ -1,13 +1,23 @@
-// Command worker runs the pipeline sample's worker.
+// Command worker runs the pipeline sample's worker with Headstart's profiler,
+// serving the profiler's Prometheus metrics at http://<-metrics-address>/metrics.
 package main
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"log"
+	"net"
+	"net/http"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/headstart-dev/headstart/interceptors"
 	"github.com/headstart-dev/headstart/samples/pipeline"
 )
 
@@ -15,6 +25,7 @@ func main() {
 	address := flag.String("address", client.DefaultHostPort, "Temporal frontend host:port")
 	namespace := flag.String("namespace", client.DefaultNamespace, "Temporal namespace")
 	dir := flag.String("dir", "", "folder for Extract's temporary files (default: the system's)")
+	metricsAddress := flag.String("metrics-address", "127.0.0.1:9464", "where to serve /metrics; empty: nowhere")
 	flag.Parse()
 
 	c, err := client.Dial(client.Options{HostPort: *address, Namespace: *namespace})
@@ -23,10 +34,41 @@ func main() {
 	}
 	defer c.Close()
 
-	w := worker.New(c, pipeline.TaskQueue, worker.Options{})
+	registry := prometheus.NewRegistry()
+	profiler, err := interceptors.NewProfiler(interceptors.ProfilerOptions{Registerer: registry})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := profiler.Close(ctx); err != nil {
+			log.Print(err)
+		}
+	}()
+	if *metricsAddress != "" {
+		l, err := net.Listen("tcp", *metricsAddress)
+		if err != nil {
+			log.Fatalf("metrics: %v", err)
+		}
+		log.Printf("serving metrics at http://%s/metrics", l.Addr())
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Printf("metrics: %v", err)
+			}
+		}()
+		defer srv.Close()
+	}
+
+	w := worker.New(c, pipeline.TaskQueue, worker.Options{
+		Interceptors: []interceptor.WorkerInterceptor{profiler},
+	})
 	w.RegisterWorkflow(pipeline.Pipeline)
 	w.RegisterActivity(&pipeline.Activities{Dir: *dir})
 	if err := w.Run(worker.InterruptCh()); err != nil {
-		log.Fatalf("worker: %v", err)
+		log.Printf("worker: %v", err)
 	}
 }
