@@ -2,6 +2,7 @@ package interceptors
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -19,6 +20,7 @@ import (
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -72,7 +74,8 @@ type Profiler struct {
 	meter   *meter
 	metrics *profilerMetrics
 
-	toSink  chan forecasting.Observation // to the sink goroutine
+	toSink  chan []forecasting.Observation // a tick's observations, to the sink goroutine
+	queued  atomic.Int64                   // observations in toSink
 	stop    chan struct{}
 	stopped chan struct{} // closed when the collector has flushed and exited
 	sinkWG  sync.WaitGroup
@@ -121,7 +124,7 @@ func NewProfiler(opts ProfilerOptions) (*Profiler, error) {
 		opts:     opts,
 		meter:    newMeter(opts.BufferSize, time.Now()),
 		metrics:  m,
-		toSink:   make(chan forecasting.Observation, opts.BufferSize),
+		toSink:   make(chan []forecasting.Observation, opts.BufferSize),
 		stop:     make(chan struct{}),
 		stopped:  make(chan struct{}),
 		profiles: forecasting.NewProfileSet(opts.Profiles),
@@ -235,43 +238,57 @@ func (p *Profiler) collect() {
 }
 
 func (p *Profiler) collectOnce() {
+	var batch []forecasting.Observation
 	for _, s := range p.meter.tick(time.Now()) {
-		p.aggregateOne(s)
+		if o, ok := p.aggregateOne(s); ok && p.opts.Sink != nil {
+			batch = append(batch, o)
+		}
 	}
-}
-
-func (p *Profiler) aggregateOne(s *meterSpan) {
-	defer p.recoverInternal()
-	r, ok := s.payload.(*record)
-	if !ok {
+	if len(batch) == 0 {
 		return
 	}
-	o := p.observation(r)
+	// One hand-over per tick, bounded by BufferSize observations in flight.
+	if p.queued.Load()+int64(len(batch)) <= int64(p.opts.BufferSize) {
+		select {
+		case p.toSink <- batch:
+			p.queued.Add(int64(len(batch)))
+			return
+		default:
+		}
+	}
+	p.droppedBacklog.Add(int64(len(batch)))
+	p.metrics.dropped.WithLabelValues("sink_backlog").Add(float64(len(batch)))
+}
+
+// aggregateOne completes an attempt's observation and folds it into the
+// profiles and metrics.
+func (p *Profiler) aggregateOne(s *meterSpan) (o forecasting.Observation, ok bool) {
+	defer p.recoverInternal()
+	r, isRecord := s.payload.(*record)
+	if !isRecord {
+		return o, false
+	}
+	o = p.observation(r)
 	if err := o.Validate(); err != nil {
 		p.invalid.Add(1)
 		p.metrics.dropped.WithLabelValues("invalid").Inc()
-		return
+		return o, false
 	}
 	p.observed.Add(1)
 	p.mu.Lock()
 	p.profiles.Add(o, p.opts.Now())
 	p.mu.Unlock()
 	p.metrics.observe(o)
-	if p.opts.Sink == nil {
-		return
-	}
-	select {
-	case p.toSink <- o:
-	default:
-		p.droppedBacklog.Add(1)
-		p.metrics.dropped.WithLabelValues("sink_backlog").Inc()
-	}
+	return o, true
 }
 
 // deliver calls the sink, one observation at a time, isolating its failures.
 func (p *Profiler) deliver() {
-	for o := range p.toSink {
-		p.deliverOne(o)
+	for batch := range p.toSink {
+		for _, o := range batch {
+			p.deliverOne(o)
+			p.queued.Add(-1)
+		}
 	}
 }
 
@@ -413,19 +430,39 @@ func (p *Profiler) observation(r *record) forecasting.Observation {
 
 // payloadBytes is the size of the values' encoded payload data.
 func (p *Profiler) payloadBytes(values ...any) int64 {
-	if len(values) == 0 {
-		return 0
-	}
-	payloads, err := p.opts.DataConverter.ToPayloads(values...)
-	if err != nil {
-		return 0
-	}
 	var n int64
-	for _, pl := range payloads.GetPayloads() {
-		n += int64(len(pl.GetData()))
+	for _, v := range values {
+		n += payloadSize(p.opts.DataConverter, v)
 	}
 	return n
 }
+
+var defaultConverter = converter.GetDefaultDataConverter()
+
+// payloadSize is the length of the Data of v's payload under dc. For the
+// SDK's default converter and a value its JSON converter encodes, it counts
+// the JSON encoding without keeping it; otherwise it encodes with dc.
+func payloadSize(dc converter.DataConverter, v any) int64 {
+	if dc == defaultConverter {
+		switch v.(type) {
+		case nil, []byte, proto.Message, *commonpb.Payloads, *commonpb.Payload:
+		default:
+			var c countingWriter
+			if err := json.NewEncoder(&c).Encode(v); err == nil {
+				return c.n - 1 // Encode ends with a newline; json.Marshal does not
+			}
+		}
+	}
+	pl, err := dc.ToPayload(v)
+	if err != nil {
+		return 0
+	}
+	return int64(len(pl.GetData()))
+}
+
+type countingWriter struct{ n int64 }
+
+func (c *countingWriter) Write(b []byte) (int, error) { c.n += int64(len(b)); return len(b), nil }
 
 // classify returns the outcome class of an attempt and, for application errors, their type.
 func classify(err error, panicked bool) (outcome, errorType string) {
