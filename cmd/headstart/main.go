@@ -18,6 +18,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
+		{"replay", "replay recorded executions and compare how each method sizes memory", runReplay},
 		{"version", "print the module version and the Temporal SDK it is built with", runVersion},
 	}
 }
