@@ -56,7 +56,7 @@ func ReadFile(path string) (*Trace, error) {
 }
 
 // ReadNextflow reads a Nextflow trace file. Each COMPLETED row with a
-// peak_rss is a task of stage `process`: submitted at `submit`, using
+// non-zero peak_rss is a task of stage `process`: submitted at `submit`, using
 // `peak_rss` for `realtime`, completing at `complete`, having asked for
 // `memory` and `time`. Its input size is `rchar`, the bytes it read: Nextflow
 // records no input size, and rchar approximates the size of the input files a
@@ -117,7 +117,8 @@ func ReadNextflow(r io.Reader, name string) (*Trace, error) {
 				return nil, err
 			}
 		}
-		if !have[0] || !have[3] || !have[2] {
+		if !have[0] || !have[3] || !have[2] || vals[3] == 0 { // a zero peak was not measured
+
 			tr.Skipped++
 			continue
 		}

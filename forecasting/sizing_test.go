@@ -1,0 +1,163 @@
+package forecasting
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+const day = 24 * time.Hour
+
+func within(t *testing.T, name string, got, lo, hi float64) {
+	t.Helper()
+	if got < lo || got > hi {
+		t.Errorf("%s = %.4g, want within [%.4g, %.4g]", name, got, lo, hi)
+	}
+}
+
+// TestVPAReproducesItsRule: target p90 × 1.15, lower p50 × 1.15 and upper
+// p95 × 1.15 with the confidence multipliers, each within one 5% bucket.
+func TestVPAReproducesItsRule(t *testing.T) {
+	v := &VPA{}
+	task := Task{Stage: "s"}
+	for i := 1; i <= 100; i++ {
+		// Ten days of history, so the multipliers are (1+1/10) and (1+0.0001)^-2.
+		v.Observe(task, Usage{PeakMemory: float64(i) * 1e8}, t0.Add(time.Duration(i)*10*day/100))
+	}
+	// All samples decay by at most 10 days = 10 half-lives apart; use a stage
+	// whose samples share one time to check the percentiles exactly.
+	same := &VPA{}
+	for i := 1; i <= 100; i++ {
+		same.Observe(task, Usage{PeakMemory: float64(i) * 1e8}, t0)
+	}
+	s := same.Size(task)
+	within(t, "target", s.Memory.Target, 90e8*1.15, 90e8*1.15*1.05)
+	// One instant of history counts as a minute: the bounds are widest.
+	days := 1.0 / 24 / 60
+	within(t, "upper", s.Memory.Upper, 95e8*1.15*(1+1/days), 95e8*1.15*(1+1/days)*1.05)
+	within(t, "lower", s.Memory.Lower, 50e8*1.15*math.Pow(1+0.001/days, -2), 50e8*1.15*math.Pow(1+0.001/days, -2)*1.05)
+
+	// With ten days of history the upper multiplier is 1.1.
+	s = v.Size(task)
+	if s.Memory.Upper > s.Memory.Target*2 {
+		t.Errorf("ten days of history should narrow the upper bound: %+v", s.Memory)
+	}
+}
+
+func TestVPAMinimumAndOOMBump(t *testing.T) {
+	v := &VPA{}
+	task := Task{Stage: "tiny"}
+	v.Observe(task, Usage{PeakMemory: 1e6}, t0)
+	if got := v.Size(task).Memory.Target; got != 250<<20 {
+		t.Errorf("target of a 1 MB stage = %v, want VPA's 250 MiB minimum", got)
+	}
+	oom := Task{Stage: "oom"}
+	v.ObserveFailure(oom, 1e9, t0) // bump: max(1.2 × 1 GB, 1 GB + 100 MB) = 1.2 GB
+	within(t, "target after an OOM at 1 GB", v.Size(oom).Memory.Target, 1.2e9*1.15, 1.2e9*1.15*1.05)
+	small := Task{Stage: "small-oom"}
+	v.ObserveFailure(small, 300e6, t0) // bump: max(360 MB, 400 MB) = 400 MB
+	within(t, "target after an OOM at 300 MB", v.Size(small).Memory.Target, 400e6*1.15, 400e6*1.15*1.05)
+}
+
+func TestVPAFallsBackToTheRequest(t *testing.T) {
+	v := &VPA{}
+	if got := v.Size(Task{Stage: "new", RequestMemory: 3e9}).Memory.Target; got != 3e9 {
+		t.Errorf("unseen stage target = %v, want the request", got)
+	}
+}
+
+func TestAutopilotTakesThePeakOfItsWindowPlusTenPercent(t *testing.T) {
+	a := &Autopilot{}
+	task := Task{Stage: "s"}
+	for i, x := range []float64{1e9, 3e9, 2e9} {
+		a.Observe(task, Usage{PeakMemory: x}, t0.Add(time.Duration(i)*time.Hour))
+	}
+	within(t, "target", a.Size(task).Memory.Target, 3.3e9-1, 3.3e9+1)
+	// 27 h in, the samples of hours 0 to 2 have left the 24 h window.
+	a.Observe(task, Usage{PeakMemory: 1e9}, t0.Add(27*time.Hour))
+	within(t, "target after the window moved", a.Size(task).Memory.Target, 1.1e9-1, 1.1e9+1)
+}
+
+func TestMaxSeenAndRequest(t *testing.T) {
+	m := &MaxSeen{}
+	task := Task{Stage: "s", RequestMemory: 8e9}
+	if got := m.Size(task).Memory.Target; got != 8e9 {
+		t.Errorf("max-seen before any sample = %v, want the request", got)
+	}
+	m.Observe(task, Usage{PeakMemory: 2e9}, t0)
+	m.Observe(task, Usage{PeakMemory: 1e9}, t0)
+	if got := m.Size(task).Memory.Target; got != 2e9 {
+		t.Errorf("max-seen = %v, want 2e9", got)
+	}
+	r := &Request{}
+	if got := r.Size(task).Memory.Target; got != 8e9 {
+		t.Errorf("request = %v, want 8e9", got)
+	}
+	// Without a request, the fallback is the largest peak seen anywhere × 1.2.
+	r.Observe(task, Usage{PeakMemory: 5e9}, t0)
+	if got := r.Size(Task{Stage: "other"}).Memory.Target; got != 6e9 {
+		t.Errorf("fallback = %v, want 6e9", got)
+	}
+}
+
+// stageTasks makes n tasks whose memory is 2 × input, times log-normal noise.
+func stageTasks(n int, seed uint64) ([]Task, []Usage) {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	var ts []Task
+	var us []Usage
+	for i := 0; i < n; i++ {
+		in := math.Exp(18 + 2*rng.Float64()) // 65 MB to 480 MB
+		ts = append(ts, Task{Stage: "s", InputBytes: in})
+		us = append(us, Usage{PeakMemory: 2 * in * math.Exp(0.1*rng.NormFloat64()), Runtime: time.Duration(in/1e6) * time.Second})
+	}
+	return ts, us
+}
+
+func TestHeadstartFollowsInputSizeAndMeetsItsQuantile(t *testing.T) {
+	h := NewHeadstart(HeadstartOptions{Quantile: 0.95})
+	ts, us := stageTasks(600, 7)
+	for i := 0; i < 300; i++ {
+		h.Observe(ts[i], us[i], t0)
+	}
+	fits := 0
+	for i := 300; i < 600; i++ {
+		s := h.Size(ts[i])
+		if s.Memory.Target >= us[i].PeakMemory {
+			fits++
+		}
+		h.Observe(ts[i], us[i], t0)
+	}
+	rate := float64(fits) / 300
+	t.Logf("first-attempt fit rate %.3f at quantile 0.95", rate)
+	within(t, "fit rate", rate, 0.92, 0.99)
+
+	// The target scales with the input: ten times the input, about ten times the memory.
+	small := h.Size(Task{Stage: "s", InputBytes: 1e8}).Memory.Target
+	large := h.Size(Task{Stage: "s", InputBytes: 1e9}).Memory.Target
+	within(t, "large/small target", large/small, 7, 13)
+	// Runtime is predicted too: median within 20% for a noiseless runtime.
+	s := h.Size(Task{Stage: "s", InputBytes: 2e8})
+	within(t, "runtime", s.Runtime.Target, 160, 240)
+	if s.Memory.Lower > s.Memory.Target || s.Memory.Upper < s.Memory.Lower {
+		t.Errorf("bounds out of order: %+v", s.Memory)
+	}
+}
+
+func TestHeadstartUsesMaxSeenWhileHistoryIsShortAndFallbackForNewStages(t *testing.T) {
+	h := NewHeadstart(HeadstartOptions{})
+	if got := h.Size(Task{Stage: "new", RequestMemory: 4e9}).Memory.Target; got != 4e9 {
+		t.Errorf("new stage = %v, want the request", got)
+	}
+	h.Observe(Task{Stage: "s"}, Usage{PeakMemory: 1e9}, t0)
+	if got := h.Size(Task{Stage: "s"}).Memory.Target; got != 1.2e9 {
+		t.Errorf("one task of history = %v, want 1.2 × its peak", got)
+	}
+	// A request caps the target: the task could not have used more.
+	for i := 0; i < 5; i++ {
+		h.Observe(Task{Stage: "s"}, Usage{PeakMemory: 1e9 * float64(1+i)}, t0)
+	}
+	if got := h.Size(Task{Stage: "s", RequestMemory: 2e9}).Memory.Target; got != 2e9 {
+		t.Errorf("target = %v, want capped at the 2e9 request", got)
+	}
+}
