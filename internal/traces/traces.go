@@ -118,13 +118,13 @@ func ReadNextflow(r io.Reader, name string) (*Trace, error) {
 			}
 		}
 		if !have[0] || !have[3] || !have[2] || vals[3] == 0 { // a zero peak was not measured
-
 			tr.Skipped++
 			continue
 		}
 		submit := time.UnixMilli(int64(vals[0]))
+		// Nextflow records complete to the second: never before submit + realtime.
 		complete := submit.Add(time.Duration(vals[2]) * time.Millisecond)
-		if have[1] {
+		if have[1] && time.UnixMilli(int64(vals[1])).After(complete) {
 			complete = time.UnixMilli(int64(vals[1]))
 		}
 		tr.Tasks = append(tr.Tasks, forecasting.TraceTask{
