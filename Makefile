@@ -75,3 +75,15 @@ clean: ## remove make run's state (.run/); the tool cache stays
 bench-profiler: ## profiler overhead per activity vs none and OpenTelemetry tracing
 	$(GO) test -run '^$$' -bench 'BenchmarkActivityOverhead' -benchmem -benchtime 10000x -count 6 ./interceptors/ \
 		| $(GO) run ./internal/tools/benchratio -prefix BenchmarkActivityOverhead -base none -ref otel -cand profiler -label profiler_overhead_ratio_vs_otel
+
+FORECAST_TRACES ?= ../shared/data/nextflow-traces \
+	../shared/data/wfcommons/makeflow/blast/blast-chameleon-medium-001.json \
+	../shared/data/wfcommons/makeflow/blast/blast-chameleon-large-001.json \
+	../shared/data/wfcommons/nextflow/atacseq-dirt02-001.json \
+	../shared/data/wfcommons/nextflow/chipseq-dirt02-001.json \
+	../shared/data/wfcommons/nextflow/cutandrun-dirt02-001.json \
+	../shared/data/wfcommons/pegasus/montage/montage-chameleon-2mass-005d-001.json
+
+.PHONY: bench-forecast
+bench-forecast: ## replay real traces: Headstart vs VPA, Autopilot, request and max-seen (plots in .run/plots)
+	$(GO) run ./cmd/headstart replay --plot .run/plots $(FORECAST_TRACES)

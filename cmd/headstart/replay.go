@@ -81,7 +81,7 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 		progress.done()
 		results = append(results, traceResult{Trace: tr.Name, Format: tr.Format, Tasks: len(tr.Tasks), Skipped: tr.Skipped, Methods: reports})
 		if *plotDir != "" {
-			if err := writePlots(*plotDir, tr.Name, reports); err != nil {
+			if err := writePlots(*plotDir, &tracePlotInput{name: tr.Name, tasks: tr.Tasks, quant: *quantile, reports: reports}); err != nil {
 				fmt.Fprintln(stderr, "headstart replay: plot:", err)
 				return 1
 			}
