@@ -9,7 +9,7 @@ import (
 // and after how long (from one stage's start to the next's). Deterministic;
 // not safe for concurrent use.
 type StageGraph struct {
-	HalfLife  time.Duration                       `json:"half_life"`
+	HalfLife  time.Duration                        `json:"half_life"`
 	Workflows map[string]map[string]*stageOutgoing `json:"workflows"` // workflow type → from stage → edges
 }
 

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"gonum.org/v1/gonum/stat/distuv"
+
+	"github.com/headstart-dev/headstart/resources"
 )
 
 // Task is what is known about a task before it starts: its stage, its input
@@ -26,6 +28,9 @@ type Task struct {
 type Usage struct {
 	PeakMemory float64 // bytes
 	Runtime    time.Duration
+	// Rates are its average CPU cores and disk and network bytes per second
+	// over its runtime (zero where not measured).
+	Rates resources.Vector
 }
 
 // Estimate is a prediction with bounds and a confidence: the probability,
@@ -43,6 +48,9 @@ type Sizing struct {
 	// Runtime in seconds; HasRuntime is false when the method does not predict it.
 	Runtime    Estimate `json:"runtime"`
 	HasRuntime bool     `json:"has_runtime"`
+	// Resources holds, by kind, memory (as Memory) and the rates the method
+	// predicts (CPU cores, disk and network bytes per second); zero where it does not.
+	Resources [resources.NumKinds]Estimate `json:"resources"`
 }
 
 // Sizer sizes tasks from the tasks that finished before. Implementations are
@@ -97,10 +105,16 @@ type HeadstartOptions struct {
 	MinHistory int
 	// Margin over the largest peak while history is short. If not set, 1.2.
 	Margin float64
-	// Window is how many recent tasks of a stage are kept. If not set, 200.
+	// Window is how many recent tasks of a stage are kept. If not set, 100.
 	Window int
+	// RateQuantile is the quantile of CPU, disk and network rates to size
+	// for (a rate above it is throttled, not fatal). If not set, 0.9.
+	RateQuantile float64
 	// Fallback for stages never seen.
 	Fallback Fallback
+	// MaxStages bounds the stages kept; past it the stage observed least
+	// recently is forgotten. If not set, 1000.
+	MaxStages int
 }
 
 // Headstart sizes memory and runtime per stage with two log-space models
@@ -110,21 +124,41 @@ type HeadstartOptions struct {
 //     least squares over a window of recent tasks), and
 //   - the same without the input term (the stage's typical value).
 //
-// Each model's upper quantile is calibrated online: every prediction's
-// residual, recorded when its task finishes, joins the model's calibration
-// set, and once there are enough residuals the target is the median plus the
-// ⌈(n+1)q⌉-th residual, so first attempts fit with probability at least q
-// (split conformal prediction, for exchangeable tasks). Before that it is
-// the Student-t prediction interval of the regression, its variance pooled
-// with all stages' residual variance. Memory models are scored by pinball
-// loss at Quantile, runtime models by absolute error, over each stage's
-// recent tasks (a rolling-origin backtest that runs as tasks finish). While a
+// Each memory model's upper quantile is calibrated online: every
+// prediction's residual, recorded when its task finishes, joins the model's
+// calibration set, and once there are enough residuals the target is the
+// median plus the ⌈(n+1)q⌉-th residual, so first attempts fit with
+// probability at least q (split conformal prediction, for exchangeable
+// tasks); a per-stage working level adapts to misses (adaptive conformal
+// inference). Before that, and for runtime and rates, quantiles come from the
+// Student-t prediction interval of the regression, split above and below the
+// line, its variance pooled with all stages' residuals. Memory and rate
+// models are scored by pinball loss at their quantile, runtime models by
+// absolute error, weighted towards each stage's recent tasks (a
+// rolling-origin backtest that runs as tasks finish). A user's memory
+// request caps the memory target. While a
 // stage has fewer than MinHistory tasks it is sized at its largest peak times
 // Margin; a stage never seen uses the Fallback.
 type Headstart struct {
 	opts   HeadstartOptions
 	stages map[string]*stageHistory
-	pooled [2]pooledVariance // memory, runtime
+	pooled [numTargets]pooledVariance
+	seq    int64
+}
+
+// evict forgets the least recently observed stage when MaxStages are kept.
+func (h *Headstart) evict() {
+	if len(h.stages) < h.opts.MaxStages {
+		return
+	}
+	var oldest string
+	for name, st := range h.stages {
+		o := h.stages[oldest]
+		if oldest == "" || st.lastSeq < o.lastSeq || (st.lastSeq == o.lastSeq && name < oldest) {
+			oldest = name
+		}
+	}
+	delete(h.stages, oldest)
 }
 
 // The two models of each resource.
@@ -138,12 +172,15 @@ type stageHistory struct {
 	// alpha is the stage's working miss rate for memory, adapted online
 	// (adaptive conformal inference): misses lower it, fits raise it, so
 	// the long-run miss rate tracks 1 − Quantile even when the stage drifts.
-	alpha  float64
-	x      []float64               // log input bytes
-	y      [2][]float64            // log peak memory, log runtime seconds
-	res    [2][numModels][]float64 // each model's conformal residuals
-	score  [2][numModels][]float64 // each model's recent losses
-	maxMem float64
+	alpha   float64
+	x       []float64                      // log input bytes
+	y       [numTargets][]float64          // log of each target (see memoryRes...)
+	res     [numModels][]float64           // each memory model's conformal residuals
+	score   [numTargets][numModels]float64 // each model's recent loss (exponentially weighted)
+	scored  [numTargets][numModels]bool
+	maxMem  float64
+	seen    [numTargets]bool // a rate was ever non-zero
+	lastSeq int64            // when it was last observed, in observations
 }
 
 // NewHeadstart returns the Headstart sizer.
@@ -158,7 +195,13 @@ func NewHeadstart(opts HeadstartOptions) *Headstart {
 		opts.Margin = 1.2
 	}
 	if opts.Window <= 0 {
-		opts.Window = 200
+		opts.Window = 100
+	}
+	if opts.RateQuantile <= 0 || opts.RateQuantile >= 1 {
+		opts.RateQuantile = 0.9
+	}
+	if opts.MaxStages <= 0 {
+		opts.MaxStages = 1000
 	}
 	return &Headstart{opts: opts, stages: map[string]*stageHistory{}}
 }
@@ -255,8 +298,10 @@ func (h *Headstart) predict(st *stageHistory, r, m int, x float64) prediction {
 // quantile returns the model's q-quantile of the log value and whether it is
 // conformal (else parametric).
 func (p prediction) quantile(q float64) (float64, bool) {
-	if c, ok := conformal(p.st.res[p.r][p.m], q); ok {
-		return p.median + c, true
+	if p.r == memoryRes {
+		if c, ok := conformal(p.st.res[p.m], q); ok {
+			return p.median + c, true
+		}
 	}
 	ys := p.st.y[p.r]
 	n := float64(len(ys))
@@ -281,29 +326,41 @@ func (p prediction) quantile(q float64) (float64, bool) {
 	return p.median + distuv.StudentsT{Mu: 0, Sigma: 1, Nu: nu}.Quantile(q)*sd*math.Sqrt(1+1/n), false
 }
 
-// best returns the model of resource r with the lower mean recent loss
-// (the input model on ties, and while neither has a score).
+// best returns the model of target r with the lower recent loss (the input
+// model on ties, and while neither has been scored).
 func (st *stageHistory) best(r int) int {
-	mean := func(xs []float64) float64 {
-		if len(xs) == 0 {
-			return math.Inf(1)
-		}
-		var s float64
-		for _, x := range xs {
-			s += x
-		}
-		return s / float64(len(xs))
-	}
-	if mean(st.score[r][typical]) < mean(st.score[r][withInput]) {
+	if st.scored[r][typical] && st.scored[r][withInput] && st.score[r][typical] < st.score[r][withInput] {
 		return typical
 	}
 	return withInput
 }
 
+// scoreWeight is the weight of the newest loss in a model's score: about the
+// last 20 tasks count.
+const scoreWeight = 0.1
+
+// What the sizer predicts, each in log space above a floor.
 const (
-	memoryRes  = 0
-	runtimeRes = 1
+	memoryRes  = iota // peak bytes
+	runtimeRes        // seconds
+	cpuRes            // cores, averaged over the runtime
+	diskRes           // disk bytes per second
+	netRes            // network bytes per second
+	numTargets
 )
+
+var targetFloor = [numTargets]float64{1, 1e-3, 1e-3, 1, 1}
+
+// rateKinds maps the rate targets to their resource kinds.
+var rateKinds = map[int]resources.Kind{cpuRes: resources.CPU, diskRes: resources.DiskBytes, netRes: resources.NetBytes}
+
+func targetValues(u Usage) [numTargets]float64 {
+	v := [numTargets]float64{u.PeakMemory, u.Runtime.Seconds(), u.Rates.Get(resources.CPU), u.Rates.Get(resources.DiskBytes), u.Rates.Get(resources.NetBytes)}
+	for r := range v {
+		v[r] = math.Log(math.Max(v[r], targetFloor[r]))
+	}
+	return v
+}
 
 // Size implements Sizer.
 func (h *Headstart) Size(t Task) Sizing {
@@ -325,7 +382,7 @@ func (h *Headstart) Size(t Task) Sizing {
 	s.Memory.Target = math.Exp(target)
 	s.Memory.Confidence = q
 	if exact {
-		n := float64(len(st.res[memoryRes][mem.m]))
+		n := float64(len(st.res[mem.m]))
 		s.Memory.Confidence = math.Min(math.Ceil((n+1)*q)/(n+1), 1)
 	}
 	lo, _ := mem.quantile(0.05)
@@ -343,6 +400,19 @@ func (h *Headstart) Size(t Task) Sizing {
 	hi, _ = rt.quantile(0.95)
 	s.Runtime.Lower, s.Runtime.Upper = math.Exp(lo), math.Exp(hi)
 	s.Runtime.Confidence = 0.5
+
+	// Rates: the RateQuantile of the better model, bounds at 5% and 95%.
+	for r := cpuRes; r < numTargets; r++ {
+		if !st.seen[r] {
+			continue
+		}
+		p := h.predict(st, r, st.best(r), x)
+		tq, _ := p.quantile(h.opts.RateQuantile)
+		lo, _ := p.quantile(0.05)
+		hi, _ := p.quantile(0.95)
+		s.Resources[rateKinds[r]] = Estimate{Target: math.Exp(tq), Lower: math.Exp(lo), Upper: math.Exp(hi), Confidence: h.opts.RateQuantile}
+	}
+	s.Resources[resources.Memory] = s.Memory
 	return s
 }
 
@@ -361,11 +431,14 @@ func (h *Headstart) Observe(t Task, u Usage, _ time.Time) {
 	h.opts.Fallback.Observe(u)
 	st := h.stages[t.Stage]
 	if st == nil {
+		h.evict()
 		st = &stageHistory{}
 		h.stages[t.Stage] = st
 	}
+	h.seq++
+	st.lastSeq = h.seq
 	x := logx(t.InputBytes)
-	ys := [2]float64{logx(u.PeakMemory), math.Log(math.Max(u.Runtime.Seconds(), 1e-3))}
+	ys := targetValues(u)
 	if len(st.x) >= h.opts.MinHistory {
 		mem := h.predict(st, memoryRes, st.best(memoryRes), x)
 		target, _ := mem.quantile(st.level(h.opts.Quantile))
@@ -378,14 +451,24 @@ func (h *Headstart) Observe(t Task, u Usage, _ time.Time) {
 			for m := 0; m < numModels; m++ {
 				p := h.predict(st, r, m, x)
 				var loss float64
-				if r == memoryRes {
+				switch r {
+				case memoryRes:
 					qv, _ := p.quantile(h.opts.Quantile)
 					loss = pinballLoss(h.opts.Quantile, math.Exp(ys[r]), math.Exp(qv))
-				} else {
+				case cpuRes, diskRes, netRes:
+					qv, _ := p.quantile(h.opts.RateQuantile)
+					loss = pinballLoss(h.opts.RateQuantile, math.Exp(ys[r]), math.Exp(qv))
+				default:
 					loss = math.Abs(math.Exp(ys[r]) - math.Exp(p.median))
 				}
-				st.score[r][m] = appendWindow(st.score[r][m], loss, h.opts.Window)
-				st.res[r][m] = appendWindow(st.res[r][m], ys[r]-p.median, h.opts.Window)
+				if st.scored[r][m] {
+					st.score[r][m] += scoreWeight * (loss - st.score[r][m])
+				} else {
+					st.score[r][m], st.scored[r][m] = loss, true
+				}
+				if r == memoryRes {
+					st.res[m] = appendWindow(st.res[m], ys[r]-p.median, h.opts.Window)
+				}
 				if m == withInput {
 					h.pooled[r].add(ys[r] - p.median)
 				}
@@ -397,6 +480,11 @@ func (h *Headstart) Observe(t Task, u Usage, _ time.Time) {
 		st.y[r] = appendWindow(st.y[r], ys[r], h.opts.Window)
 	}
 	st.maxMem = math.Max(st.maxMem, u.PeakMemory)
+	for r, k := range rateKinds {
+		if u.Rates.Get(k) > 0 {
+			st.seen[r] = true
+		}
+	}
 }
 
 // ObserveFailure implements Sizer: an out-of-memory shows the stage needs

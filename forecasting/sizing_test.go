@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/headstart-dev/headstart/resources"
 )
 
 const day = 24 * time.Hour
@@ -109,7 +111,8 @@ func stageTasks(n int, seed uint64) ([]Task, []Usage) {
 	for i := 0; i < n; i++ {
 		in := math.Exp(18 + 2*rng.Float64()) // 65 MB to 480 MB
 		ts = append(ts, Task{Stage: "s", InputBytes: in})
-		us = append(us, Usage{PeakMemory: 2 * in * math.Exp(0.1*rng.NormFloat64()), Runtime: time.Duration(in/1e6) * time.Second})
+		us = append(us, Usage{PeakMemory: 2 * in * math.Exp(0.1*rng.NormFloat64()), Runtime: time.Duration(in/1e6) * time.Second,
+			Rates: resources.Vector{}.With(resources.CPU, 1.5+0.5*rng.Float64())})
 	}
 	return ts, us
 }
@@ -139,6 +142,14 @@ func TestHeadstartFollowsInputSizeAndMeetsItsQuantile(t *testing.T) {
 	// Runtime is predicted too: median within 20% for a noiseless runtime.
 	s := h.Size(Task{Stage: "s", InputBytes: 2e8})
 	within(t, "runtime", s.Runtime.Target, 160, 240)
+	// CPU: cores uniform in [1.5, 2]: the 90th percentile is 1.95.
+	within(t, "cpu target", s.Resources[resources.CPU].Target, 1.8, 2.1)
+	if s.Resources[resources.DiskBytes] != (Estimate{}) {
+		t.Errorf("a rate never measured is not predicted: %+v", s.Resources[resources.DiskBytes])
+	}
+	if s.Resources[resources.Memory] != s.Memory {
+		t.Error("Resources[Memory] should be the memory estimate")
+	}
 	if s.Memory.Lower > s.Memory.Target || s.Memory.Upper < s.Memory.Lower {
 		t.Errorf("bounds out of order: %+v", s.Memory)
 	}

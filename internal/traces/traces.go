@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/headstart-dev/headstart/forecasting"
+	"github.com/headstart-dev/headstart/resources"
 )
 
 // ErrFormat is wrapped by every error about a malformed trace.
@@ -58,7 +59,8 @@ func ReadFile(path string) (*Trace, error) {
 // ReadNextflow reads a Nextflow trace file. Each COMPLETED row with a
 // non-zero peak_rss is a task of stage `process`: submitted at `submit`, using
 // `peak_rss` for `realtime`, completing at `complete`, having asked for
-// `memory` and `time`. Its input size is `rchar`, the bytes it read: Nextflow
+// `memory` and `time`; its rates are `%cpu` / 100 cores and
+// (read_bytes + write_bytes) / realtime. Its input size is `rchar`, the bytes it read: Nextflow
 // records no input size, and rchar approximates the size of the input files a
 // scheduler knows at submission.
 func ReadNextflow(r io.Reader, name string) (*Trace, error) {
@@ -110,9 +112,9 @@ func ReadNextflow(r io.Reader, name string) (*Trace, error) {
 			}
 			return x, true, nil
 		}
-		var vals [7]float64
-		var have [7]bool
-		for i, c := range []string{"submit", "complete", "realtime", "peak_rss", "memory", "time", "rchar"} {
+		var vals [10]float64
+		var have [10]bool
+		for i, c := range []string{"submit", "complete", "realtime", "peak_rss", "memory", "time", "rchar", "%cpu", "read_bytes", "write_bytes"} {
 			if vals[i], have[i], err = num(c); err != nil {
 				return nil, err
 			}
@@ -133,7 +135,8 @@ func ReadNextflow(r io.Reader, name string) (*Trace, error) {
 				InputBytes: vals[6], RequestMemory: vals[4], RequestRuntime: time.Duration(vals[5]) * time.Millisecond,
 				Submit: submit,
 			},
-			Usage:    forecasting.Usage{PeakMemory: vals[3], Runtime: time.Duration(vals[2]) * time.Millisecond},
+			Usage: forecasting.Usage{PeakMemory: vals[3], Runtime: time.Duration(vals[2]) * time.Millisecond,
+				Rates: rates(vals[7]/100, vals[8]+vals[9], vals[2]/1000)},
 			Complete: complete,
 		})
 	}
@@ -141,6 +144,15 @@ func ReadNextflow(r io.Reader, name string) (*Trace, error) {
 		return nil, ErrNoMemory
 	}
 	return tr, nil
+}
+
+// rates are the average CPU cores and disk bytes per second of a task.
+func rates(cores, diskBytes, seconds float64) resources.Vector {
+	v := resources.Vector{}.With(resources.CPU, cores)
+	if seconds > 0 {
+		v = v.With(resources.DiskBytes, diskBytes/seconds)
+	}
+	return v
 }
 
 // wfFormat is the part of WfFormat (schema 1.4/1.5) a replay needs.
@@ -163,6 +175,9 @@ type wfFormat struct {
 				ID               string   `json:"id"`
 				RuntimeInSeconds float64  `json:"runtimeInSeconds"`
 				MemoryInBytes    *float64 `json:"memoryInBytes"`
+				AvgCPU           float64  `json:"avgCPU"`
+				ReadBytes        float64  `json:"readBytes"`
+				WrittenBytes     float64  `json:"writtenBytes"`
 			} `json:"tasks"`
 		} `json:"execution"`
 	} `json:"workflow"`
@@ -200,7 +215,7 @@ func ReadWfCommons(r io.Reader, name string) (*Trace, error) {
 		if t.RuntimeInSeconds < 0 {
 			return nil, fmt.Errorf("%w: task %s: negative runtime", ErrFormat, t.ID)
 		}
-		execs[t.ID] = exec{t.RuntimeInSeconds, t.MemoryInBytes}
+		execs[t.ID] = exec{t.RuntimeInSeconds, t.MemoryInBytes, rates(t.AvgCPU/100, t.ReadBytes+t.WrittenBytes, t.RuntimeInSeconds)}
 	}
 	finish, err := schedule(spec.Tasks, execs, cores(wf))
 	if err != nil {
@@ -226,7 +241,7 @@ func ReadWfCommons(r io.Reader, name string) (*Trace, error) {
 				ID: t.ID, Stage: StageOf(t.Name), WorkflowType: name, InputBytes: input,
 				Submit: complete.Add(-runtime),
 			},
-			Usage:    forecasting.Usage{PeakMemory: *e.memory, Runtime: runtime},
+			Usage:    forecasting.Usage{PeakMemory: *e.memory, Runtime: runtime, Rates: e.rates},
 			Complete: complete,
 		})
 	}
@@ -321,6 +336,7 @@ func schedule[E interface{ runtimeSeconds() float64 }](tasks []specTask, execs m
 type exec struct {
 	runtime float64
 	memory  *float64
+	rates   resources.Vector
 }
 
 func (e exec) runtimeSeconds() float64 { return e.runtime }

@@ -1,0 +1,127 @@
+package forecasting
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// ErrCheckpoint is wrapped by errors restoring a checkpoint.
+var ErrCheckpoint = errors.New("invalid checkpoint")
+
+// checkpointVersion changes when the checkpoint's layout does.
+const checkpointVersion = 1
+
+// headstartState is the Headstart sizer's state, as checkpointed.
+type headstartState struct {
+	Version int
+	Opts    HeadstartOptions
+	MaxSeen float64
+	Pooled  [numTargets]pooledState
+	Seq     int64
+	Stages  map[string]stageState
+}
+
+type pooledState struct{ Up, Down, N float64 }
+
+type stageState struct {
+	X       []float32
+	Y       [numTargets][]float32
+	Res     [numModels][]float32
+	Score   [numTargets][numModels]float64
+	Scored  [numTargets][numModels]bool
+	MaxMem  float64
+	Alpha   float64
+	Seen    [numTargets]bool
+	LastSeq int64
+}
+
+func to32(xs []float64) []float32 {
+	out := make([]float32, len(xs))
+	for i, x := range xs {
+		out[i] = float32(x)
+	}
+	return out
+}
+
+func to64(xs []float32) []float64 {
+	out := make([]float64, len(xs))
+	for i, x := range xs {
+		out[i] = float64(x)
+	}
+	return out
+}
+
+// Checkpoint returns the sizer's state, gzipped. Its size is bounded by
+// MaxStages × Window: eight float32 values per kept task, plus a few per
+// stage (measured in TestHeadstartCheckpointIsBounded). Values are stored as
+// float32, so a restored sizer predicts within float32 rounding of the original.
+func (h *Headstart) Checkpoint() ([]byte, error) {
+	s := headstartState{Version: checkpointVersion, Opts: h.opts, MaxSeen: h.opts.Fallback.maxSeen, Seq: h.seq, Stages: map[string]stageState{}}
+	for r := range h.pooled {
+		s.Pooled[r] = pooledState{h.pooled[r].up, h.pooled[r].down, h.pooled[r].n}
+	}
+	for name, st := range h.stages {
+		ss := stageState{X: to32(st.x), MaxMem: st.maxMem, Alpha: st.alpha, Seen: st.seen, LastSeq: st.lastSeq, Score: st.score, Scored: st.scored}
+		for r := range st.y {
+			ss.Y[r] = to32(st.y[r])
+		}
+		for m := range st.res {
+			ss.Res[m] = to32(st.res[m])
+		}
+		s.Stages[name] = ss
+	}
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if err := gob.NewEncoder(zw).Encode(s); err != nil {
+		return nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// RestoreHeadstart rebuilds a sizer from Checkpoint's bytes.
+func RestoreHeadstart(b []byte) (*Headstart, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCheckpoint, err)
+	}
+	var s headstartState
+	if err := gob.NewDecoder(io.LimitReader(zr, 256<<20)).Decode(&s); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCheckpoint, err)
+	}
+	if s.Version != checkpointVersion {
+		return nil, fmt.Errorf("%w: version %d, this build reads %d", ErrCheckpoint, s.Version, checkpointVersion)
+	}
+	h := NewHeadstart(s.Opts)
+	h.opts.Fallback.maxSeen = s.MaxSeen
+	h.seq = s.Seq
+	for r := range s.Pooled {
+		h.pooled[r] = pooledVariance{up: s.Pooled[r].Up, down: s.Pooled[r].Down, n: s.Pooled[r].N}
+	}
+	for name, ss := range s.Stages {
+		if len(ss.X) > h.opts.Window {
+			return nil, fmt.Errorf("%w: stage %s keeps %d tasks, window is %d", ErrCheckpoint, name, len(ss.X), h.opts.Window)
+		}
+		st := &stageHistory{x: to64(ss.X), maxMem: ss.MaxMem, alpha: ss.Alpha, seen: ss.Seen, lastSeq: ss.LastSeq, score: ss.Score, scored: ss.Scored}
+		for r := range ss.Y {
+			if len(ss.Y[r]) != len(ss.X) {
+				return nil, fmt.Errorf("%w: stage %s: %d values for %d tasks", ErrCheckpoint, name, len(ss.Y[r]), len(ss.X))
+			}
+			st.y[r] = to64(ss.Y[r])
+		}
+		for m := range ss.Res {
+			if len(ss.Res[m]) > h.opts.Window {
+				return nil, fmt.Errorf("%w: stage %s keeps %d residuals, window is %d", ErrCheckpoint, name, len(ss.Res[m]), h.opts.Window)
+			}
+			st.res[m] = to64(ss.Res[m])
+		}
+		h.stages[name] = st
+	}
+	return h, nil
+}
