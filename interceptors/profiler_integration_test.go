@@ -113,10 +113,13 @@ func TestProfilerMeasuresThePipeline(t *testing.T) {
 			total += o.CPUSeconds
 			first, last = minTime(first, o.Started), maxTime(last, o.Started.Add(o.Wall))
 		}
-		// Together the shards used what their work costs, and no more than the cores allow.
+		// Together the shards used what their work costs, plus the worker's
+		// own work meanwhile (polling, heartbeats, GC), which is charged to
+		// the attempts running; and no more than the cores allow.
 		span := last.Sub(first).Seconds()
 		t.Logf("transform: %d shards used %.3f CPU s in %.3f s on %d cores", shards, total, span, runtime.NumCPU())
-		require.InDelta(t, shards*alone, total, 0.2*shards*alone)
+		require.GreaterOrEqual(t, total, 0.8*shards*alone)
+		require.LessOrEqual(t, total, 1.4*shards*alone)
 		require.LessOrEqual(t, total, span*float64(runtime.NumCPU())*1.1)
 		// Publish only hashes a few digests.
 		require.Less(t, byType["Publish"][1].CPUSeconds, 0.1*alone)
