@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 )
 
 // ErrCheckpoint is wrapped by errors restoring a checkpoint.
@@ -22,12 +23,13 @@ type headstartState struct {
 	MaxSeen float64
 	Pooled  [numTargets]pooledState
 	Seq     int64
-	Stages  map[string]stageState
+	Stages  []stageState // sorted by name, so the bytes are deterministic
 }
 
 type pooledState struct{ Up, Down, N float64 }
 
 type stageState struct {
+	Name    string
 	X       []float32
 	Y       [numTargets][]float32
 	Res     [numModels][]float32
@@ -60,19 +62,26 @@ func to64(xs []float32) []float64 {
 // stage (measured in TestHeadstartCheckpointIsBounded). Values are stored as
 // float32, so a restored sizer predicts within float32 rounding of the original.
 func (h *Headstart) Checkpoint() ([]byte, error) {
-	s := headstartState{Version: checkpointVersion, Opts: h.opts, MaxSeen: h.opts.Fallback.maxSeen, Seq: h.seq, Stages: map[string]stageState{}}
+	s := headstartState{Version: checkpointVersion, Opts: h.opts, MaxSeen: h.opts.Fallback.maxSeen, Seq: h.seq}
 	for r := range h.pooled {
 		s.Pooled[r] = pooledState{h.pooled[r].up, h.pooled[r].down, h.pooled[r].n}
 	}
-	for name, st := range h.stages {
-		ss := stageState{X: to32(st.x), MaxMem: st.maxMem, Alpha: st.alpha, Seen: st.seen, LastSeq: st.lastSeq, Score: st.score, Scored: st.scored}
+	names := make([]string, 0, len(h.stages))
+	//workflowcheck:ignore collected, then sorted
+	for name := range h.stages {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		st := h.stages[name]
+		ss := stageState{Name: name, X: to32(st.x), MaxMem: st.maxMem, Alpha: st.alpha, Seen: st.seen, LastSeq: st.lastSeq, Score: st.score, Scored: st.scored}
 		for r := range st.y {
 			ss.Y[r] = to32(st.y[r])
 		}
 		for m := range st.res {
 			ss.Res[m] = to32(st.res[m])
 		}
-		s.Stages[name] = ss
+		s.Stages = append(s.Stages, ss)
 	}
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
@@ -104,7 +113,8 @@ func RestoreHeadstart(b []byte) (*Headstart, error) {
 	for r := range s.Pooled {
 		h.pooled[r] = pooledVariance{up: s.Pooled[r].Up, down: s.Pooled[r].Down, n: s.Pooled[r].N}
 	}
-	for name, ss := range s.Stages {
+	for _, ss := range s.Stages {
+		name := ss.Name
 		if len(ss.X) > h.opts.Window {
 			return nil, fmt.Errorf("%w: stage %s keeps %d tasks, window is %d", ErrCheckpoint, name, len(ss.X), h.opts.Window)
 		}

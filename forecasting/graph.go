@@ -71,6 +71,7 @@ func (g *StageGraph) Next(workflowType, stage string) []Transition {
 		return nil
 	}
 	ts := make([]Transition, 0, len(out.To))
+	//workflowcheck:ignore collected, then sorted
 	for to, e := range out.To {
 		ts = append(ts, Transition{
 			Stage:       to,

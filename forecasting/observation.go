@@ -27,6 +27,10 @@ type Observation struct {
 	WorkflowType string `json:"workflow_type"`
 	ActivityType string `json:"activity_type"`
 	TaskQueue    string `json:"task_queue"`
+	// WorkflowID and RunID name the run the attempt belongs to. They never
+	// become metric labels.
+	WorkflowID string `json:"workflow_id,omitempty"`
+	RunID      string `json:"run_id,omitempty"`
 	// Predecessor is the stage scheduled before this one in the same workflow
 	// run ("" for the first).
 	Predecessor string `json:"predecessor,omitempty"`
@@ -66,12 +70,15 @@ func (o Observation) Validate() error {
 	if o.Wall < 0 || o.ScheduleToStart < 0 || o.PayloadInBytes < 0 || o.PayloadOutBytes < 0 {
 		return fmt.Errorf("%w: stage %s: negative duration or payload", ErrInvalidObservation, o.Stage)
 	}
-	for name, x := range map[string]float64{
-		"cpu_seconds": o.CPUSeconds, "peak_memory_bytes": o.PeakMemoryBytes, "alloc_bytes": o.AllocBytes,
-		"disk_read_bytes": o.DiskReadBytes, "disk_write_bytes": o.DiskWriteBytes, "disk_ops": o.DiskOps, "net_bytes": o.NetBytes,
+	for _, f := range []struct {
+		name string
+		x    float64
+	}{
+		{"cpu_seconds", o.CPUSeconds}, {"peak_memory_bytes", o.PeakMemoryBytes}, {"alloc_bytes", o.AllocBytes},
+		{"disk_read_bytes", o.DiskReadBytes}, {"disk_write_bytes", o.DiskWriteBytes}, {"disk_ops", o.DiskOps}, {"net_bytes", o.NetBytes},
 	} {
-		if math.IsNaN(x) || math.IsInf(x, 0) || x < 0 {
-			return fmt.Errorf("%w: stage %s: %s = %v", ErrInvalidObservation, o.Stage, name, x)
+		if math.IsNaN(f.x) || math.IsInf(f.x, 0) || f.x < 0 {
+			return fmt.Errorf("%w: stage %s: %s = %v", ErrInvalidObservation, o.Stage, f.name, f.x)
 		}
 	}
 	return nil

@@ -190,6 +190,7 @@ func (s *ProfileSet) Get(stage string) *Profile { return s.Profiles[stage] }
 // Stages returns the profiled stages, sorted.
 func (s *ProfileSet) Stages() []string {
 	names := make([]string, 0, len(s.Profiles))
+	//workflowcheck:ignore collected, then sorted
 	for n := range s.Profiles {
 		names = append(names, n)
 	}

@@ -37,6 +37,7 @@ type Usage struct {
 // as calibrated so far, that the true value is at most Target.
 type Estimate struct {
 	Target     float64 `json:"target"`
+	Median     float64 `json:"median,omitempty"` // where the method has one
 	Lower      float64 `json:"lower"` // 5% quantile where the method has one
 	Upper      float64 `json:"upper"` // 95% quantile where the method has one
 	Confidence float64 `json:"confidence"`
@@ -152,6 +153,7 @@ func (h *Headstart) evict() {
 		return
 	}
 	var oldest string
+	//workflowcheck:ignore the minimum, ties broken by name, does not depend on order
 	for name, st := range h.stages {
 		o := h.stages[oldest]
 		if oldest == "" || st.lastSeq < o.lastSeq || (st.lastSeq == o.lastSeq && name < oldest) {
@@ -351,8 +353,8 @@ const (
 
 var targetFloor = [numTargets]float64{1, 1e-3, 1e-3, 1, 1}
 
-// rateKinds maps the rate targets to their resource kinds.
-var rateKinds = map[int]resources.Kind{cpuRes: resources.CPU, diskRes: resources.DiskBytes, netRes: resources.NetBytes}
+// rateKinds are the rate targets' resource kinds, from cpuRes on.
+var rateKinds = [numTargets]resources.Kind{cpuRes: resources.CPU, diskRes: resources.DiskBytes, netRes: resources.NetBytes}
 
 func targetValues(u Usage) [numTargets]float64 {
 	v := [numTargets]float64{u.PeakMemory, u.Runtime.Seconds(), u.Rates.Get(resources.CPU), u.Rates.Get(resources.DiskBytes), u.Rates.Get(resources.NetBytes)}
@@ -380,6 +382,7 @@ func (h *Headstart) Size(t Task) Sizing {
 	mem := h.predict(st, memoryRes, st.best(memoryRes), x)
 	target, exact := mem.quantile(q)
 	s.Memory.Target = math.Exp(target)
+	s.Memory.Median = math.Exp(mem.median)
 	s.Memory.Confidence = q
 	if exact {
 		n := float64(len(st.res[mem.m]))
@@ -396,6 +399,7 @@ func (h *Headstart) Size(t Task) Sizing {
 	rt := h.predict(st, runtimeRes, st.best(runtimeRes), x)
 	s.HasRuntime = true
 	s.Runtime.Target = math.Exp(rt.median)
+	s.Runtime.Median = s.Runtime.Target
 	lo, _ = rt.quantile(0.05)
 	hi, _ = rt.quantile(0.95)
 	s.Runtime.Lower, s.Runtime.Upper = math.Exp(lo), math.Exp(hi)
@@ -480,8 +484,8 @@ func (h *Headstart) Observe(t Task, u Usage, _ time.Time) {
 		st.y[r] = appendWindow(st.y[r], ys[r], h.opts.Window)
 	}
 	st.maxMem = math.Max(st.maxMem, u.PeakMemory)
-	for r, k := range rateKinds {
-		if u.Rates.Get(k) > 0 {
+	for r := cpuRes; r < numTargets; r++ {
+		if u.Rates.Get(rateKinds[r]) > 0 {
 			st.seen[r] = true
 		}
 	}
@@ -502,3 +506,7 @@ func appendWindow(xs []float64, x float64, window int) []float64 {
 	}
 	return xs
 }
+
+// Forget drops a stage's history, so it is refitted from the tasks that
+// come next (the feedback loop calls it when a stage's errors drift).
+func (h *Headstart) Forget(stage string) { delete(h.stages, stage) }

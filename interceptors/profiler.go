@@ -406,6 +406,8 @@ func (p *Profiler) observation(r *record) forecasting.Observation {
 		WorkflowType:    info.WorkflowType.Name,
 		ActivityType:    info.ActivityType.Name,
 		TaskQueue:       info.TaskQueue,
+		WorkflowID:      info.WorkflowExecution.ID,
+		RunID:           info.WorkflowExecution.RunID,
 		Predecessor:     r.pred,
 		Attempt:         info.Attempt,
 		Scheduled:       info.ScheduledTime,

@@ -1,0 +1,178 @@
+package worker
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/headstart-dev/headstart/forecasting"
+	"github.com/headstart-dev/headstart/resources"
+)
+
+// TaskQueue is the control plane's task queue.
+const TaskQueue = "headstart"
+
+// ObservationsSignal carries a batch of observations ([]forecasting.Observation) to the forecaster.
+const ObservationsSignal = "headstart-observations"
+
+// Queries the forecaster answers.
+const (
+	QueryPredictions = "predictions"
+	QueryProfiles    = "profiles"
+	QueryStageGraph  = "stage-graph"
+	QueryFeedback    = "feedback"
+	QueryStatus      = "status"
+)
+
+// ForecasterWorkflowName is the forecaster's workflow type.
+const ForecasterWorkflowName = "HeadstartForecaster"
+
+// ForecasterWorkflowID is the forecaster's workflow ID for a namespace or fleet.
+func ForecasterWorkflowID(fleet string) string { return "headstart-forecaster-" + fleet }
+
+// ForecasterInput starts (or continues) a forecaster.
+type ForecasterInput struct {
+	Options ForecasterOptions
+	// Checkpoint is the state carried by continue-as-new; empty to start afresh.
+	Checkpoint []byte
+}
+
+// ForecasterStatus is the forecaster's headline figures.
+type ForecasterStatus struct {
+	Observed, Rejected int64
+	Stages             int
+	Running            int // workflow runs tracked
+	CheckpointBytes    int // size of the last checkpoint carried in
+	Batches            int // batches received in this run
+}
+
+// Forecaster is the long-running workflow that keeps each stage's profile,
+// each workflow type's stage graph and the sizing models, fed by observation
+// batches, and answers with predictions. It continues as new when the server
+// suggests it (or after MaxSignalsPerRun batches), once every handler has
+// finished, carrying a bounded checkpoint. Deterministic: time is workflow time.
+func Forecaster(ctx workflow.Context, in ForecasterInput) error {
+	logger := workflow.GetLogger(ctx)
+	st := newForecasterState(in.Options)
+	if len(in.Checkpoint) > 0 {
+		restored, err := restoreState(in.Checkpoint)
+		if err != nil {
+			return fmt.Errorf("forecaster: %w", err)
+		}
+		st = restored
+	}
+	batches := 0
+	for _, q := range []struct{ name, desc string }{
+		{QueryPredictions, "Per stage: memory, CPU and duration targets with bounds, confidence, recent error and the likely next stages."},
+		{QueryProfiles, "Per stage: the running profile (counts, moments, quantile histograms, edges)."},
+		{QueryStageGraph, "Per workflow type: which stage follows which, with what probability and after how long."},
+		{QueryFeedback, "Per stage: how predictions compare with observations (MAPE, bias, interval coverage, refits)."},
+		{QueryStatus, "Headline figures: observations, stages, runs tracked, checkpoint size."},
+	} {
+		name, desc := q.name, q.desc
+		var handler any
+		switch name {
+		case QueryPredictions:
+			handler = func() ([]Prediction, error) { return st.predictions(), nil }
+		case QueryProfiles:
+			handler = func() ([]*forecasting.Profile, error) {
+				var out []*forecasting.Profile
+				for _, s := range st.profiles.Stages() {
+					out = append(out, st.profiles.Get(s))
+				}
+				return out, nil
+			}
+		case QueryStageGraph:
+			handler = func() (*forecasting.StageGraph, error) { return st.graph, nil }
+		case QueryFeedback:
+			handler = func() ([]Feedback, error) { return st.feedbackList(), nil }
+		case QueryStatus:
+			handler = func() (ForecasterStatus, error) {
+				return ForecasterStatus{Observed: st.observed, Rejected: st.rejected, Stages: len(st.current),
+					Running: len(st.instances), CheckpointBytes: len(in.Checkpoint), Batches: batches}, nil
+			}
+		}
+		if err := workflow.SetQueryHandlerWithOptions(ctx, name, handler, workflow.QueryHandlerOptions{Description: desc}); err != nil {
+			return fmt.Errorf("forecaster: register query %s: %w", name, err)
+		}
+	}
+
+	signals := workflow.GetSignalChannel(ctx, ObservationsSignal)
+	publish := func() {
+		workflow.SetCurrentDetails(ctx, currentDetails(st))
+		_ = workflow.UpsertMemo(ctx, map[string]any{
+			"observed": st.observed, "stages": len(st.current), "runs_tracked": len(st.instances),
+		})
+	}
+	publish()
+	for {
+		var batch []forecasting.Observation
+		signals.Receive(ctx, &batch)
+		if err := ctx.Err(); err != nil {
+			return err // canceled
+		}
+		st.ingest(batch, workflow.Now(ctx))
+		batches++
+		// Take what else has arrived before updating the details once.
+		for signals.ReceiveAsync(&batch) {
+			st.ingest(batch, workflow.Now(ctx))
+			batches++
+		}
+		publish()
+		if workflow.GetInfo(ctx).GetContinueAsNewSuggested() || batches >= st.opts.MaxSignalsPerRun {
+			break
+		}
+	}
+	// Drain, let handlers finish, then continue as new with the state.
+	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+		return err
+	}
+	var batch []forecasting.Observation
+	for signals.ReceiveAsync(&batch) {
+		st.ingest(batch, workflow.Now(ctx))
+	}
+	cp, err := st.checkpoint()
+	if err != nil {
+		return fmt.Errorf("forecaster: %w", err)
+	}
+	logger.Info("forecaster continues as new", "observed", st.observed, "stages", len(st.current), "checkpoint_bytes", len(cp))
+	return workflow.NewContinueAsNewError(ctx, ForecasterWorkflowName, ForecasterInput{Options: st.opts, Checkpoint: cp})
+}
+
+// maxDetailRows keeps the current details short: the Web UI panel clips.
+const maxDetailRows = 20
+
+// currentDetails renders the Markdown a person sees in the Web UI: the
+// predictions table first.
+//
+//workflowcheck:ignore fmt formats strings and numbers here, deterministically
+func currentDetails(st *forecasterState) string {
+	var b strings.Builder
+	preds := st.predictions()
+	fmt.Fprintf(&b, "**Headstart forecaster** — %d observations, %d stages\n\n", st.observed, len(preds))
+	b.WriteString("| stage | next expected | CPU | memory (lower–upper) | duration | confidence | recent error |\n|---|---|---|---|---|---|---|\n")
+	for i, p := range preds {
+		if i == maxDetailRows {
+			fmt.Fprintf(&b, "| … %d more (query `predictions`) | | | | | | |\n", len(preds)-maxDetailRows)
+			break
+		}
+		next := "—"
+		if len(p.Next) > 0 {
+			next = fmt.Sprintf("%s (%.0f%%, ~%s)", short(p.Next[0].Stage), 100*p.Next[0].Probability, p.Next[0].DelayP50.Round(time.Second))
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s (%s–%s) | %s | %.2f | %.0f%% |\n",
+			short(p.Stage), next, resources.FormatQuantity(p.CPU.Target),
+			resources.FormatBytes(p.Memory.Target), resources.FormatBytes(p.Memory.Lower), resources.FormatBytes(p.Memory.Upper),
+			time.Duration(p.Duration.Target*float64(time.Second)).Round(time.Millisecond), p.Confidence, 100*p.RecentError)
+	}
+	return b.String()
+}
+
+func short(s string) string {
+	if len(s) > 48 {
+		return "…" + s[len(s)-47:]
+	}
+	return s
+}

@@ -1,0 +1,165 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	sdkpb "go.temporal.io/api/sdk/v1"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/headstart-dev/headstart/forecasting"
+)
+
+func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
+	var s testsuite.WorkflowTestSuite
+	s.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(Forecaster, workflow.RegisterOptions{Name: ForecasterWorkflowName})
+	return env
+}
+
+var t0 = time.Unix(0, 0)
+
+// pipelineBatch is n runs of extract → transform → train, memory as given.
+func pipelineBatch(first, n int, trainMemory float64) []forecasting.Observation {
+	var b []forecasting.Observation
+	for r := first; r < first+n; r++ {
+		run := fmt.Sprintf("run-%d", r)
+		start := t0.Add(time.Duration(r) * time.Minute)
+		for i, st := range []struct {
+			activity string
+			mem      float64
+			wall     time.Duration
+		}{{"Extract", 50e6, 2 * time.Second}, {"Transform", 100e6, 5 * time.Second}, {"Train", trainMemory, 10 * time.Second}} {
+			pred := ""
+			if i > 0 {
+				pred = "Pipeline/" + []string{"Extract", "Transform"}[i-1]
+			}
+			b = append(b, forecasting.Observation{
+				Stage: "Pipeline/" + st.activity, WorkflowType: "Pipeline", ActivityType: st.activity,
+				WorkflowID: run, RunID: run, Predecessor: pred, Attempt: 1,
+				Scheduled: start.Add(time.Duration(i) * 20 * time.Second), Started: start.Add(time.Duration(i) * 20 * time.Second),
+				Wall: st.wall, CPUSeconds: st.wall.Seconds() * 0.9, PeakMemoryBytes: st.mem * (1 + 0.02*float64(r%5)),
+				PayloadInBytes: 1000, Outcome: forecasting.OutcomeOK,
+			})
+		}
+	}
+	return b
+}
+
+func query[T any](t *testing.T, env *testsuite.TestWorkflowEnvironment, name string) T {
+	t.Helper()
+	v, err := env.QueryWorkflow(name)
+	require.NoError(t, err)
+	var out T
+	require.NoError(t, v.Get(&out))
+	return out
+}
+
+func TestForecasterTurnsBatchesIntoPredictions(t *testing.T) {
+	env := newEnv(t)
+	var preds []Prediction
+	var status ForecasterStatus
+	var details string
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(ObservationsSignal, pipelineBatch(0, 10, 1e9)) }, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		// A bad observation is counted and skipped, not fatal.
+		env.SignalWorkflow(ObservationsSignal, []forecasting.Observation{{Stage: "", Attempt: 1}})
+	}, 2*time.Minute)
+	env.RegisterDelayedCallback(func() {
+		preds = query[[]Prediction](t, env, QueryPredictions)
+		status = query[ForecasterStatus](t, env, QueryStatus)
+		details = query[*sdkpb.WorkflowMetadata](t, env, "__temporal_workflow_metadata").GetCurrentDetails()
+		env.CancelWorkflow()
+	}, 3*time.Minute)
+	env.ExecuteWorkflow(ForecasterWorkflowName, ForecasterInput{})
+
+	require.Equal(t, int64(30), status.Observed)
+	require.Equal(t, int64(1), status.Rejected)
+	require.Len(t, preds, 3)
+	byStage := map[string]Prediction{}
+	for _, p := range preds {
+		byStage[p.Stage] = p
+	}
+	train := byStage["Pipeline/Train"]
+	require.Greater(t, train.Memory.Target, 1e9, "the target covers the peaks seen")
+	require.Less(t, train.Memory.Target, 2e9)
+	require.InDelta(t, 10, train.Duration.Target, 1)
+	require.Equal(t, int64(10), train.Observed)
+	ext := byStage["Pipeline/Extract"]
+	require.Len(t, ext.Next, 1)
+	require.Equal(t, "Pipeline/Transform", ext.Next[0].Stage)
+	require.Equal(t, 1.0, ext.Next[0].Probability)
+	require.InDelta(t, 20, ext.Next[0].DelayP50.Seconds(), 1.5)
+	// The Web UI's current details: the predictions table, Train's row included.
+	require.Contains(t, details, "| stage | next expected | CPU | memory (lower–upper) | duration | confidence | recent error |")
+	require.Contains(t, details, "| Pipeline/Extract | Pipeline/Transform (100%, ~20s) |")
+	require.Contains(t, details, "| Pipeline/Train |")
+}
+
+func TestForecasterContinuesAsNewWithItsStateIntact(t *testing.T) {
+	env := newEnv(t)
+	opts := ForecasterOptions{MaxSignalsPerRun: 2}
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(ObservationsSignal, pipelineBatch(0, 5, 1e9)) }, time.Minute)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(ObservationsSignal, pipelineBatch(5, 5, 1e9)) }, 2*time.Minute)
+	var before []Prediction
+	env.RegisterDelayedCallback(func() { before = query[[]Prediction](t, env, QueryPredictions) }, 90*time.Second)
+	env.ExecuteWorkflow(ForecasterWorkflowName, ForecasterInput{Options: opts})
+
+	var can *workflow.ContinueAsNewError
+	require.True(t, errors.As(env.GetWorkflowError(), &can), "want continue-as-new, got %v", env.GetWorkflowError())
+	var next ForecasterInput
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	require.NotEmpty(t, next.Checkpoint)
+	t.Logf("checkpoint after 30 observations: %d bytes", len(next.Checkpoint))
+
+	// The next run starts from the checkpoint with the same predictions.
+	env2 := newEnv(t)
+	var after []Prediction
+	var status ForecasterStatus
+	env2.RegisterDelayedCallback(func() {
+		after = query[[]Prediction](t, env2, QueryPredictions)
+		status = query[ForecasterStatus](t, env2, QueryStatus)
+		env2.CancelWorkflow()
+	}, time.Minute)
+	env2.ExecuteWorkflow(ForecasterWorkflowName, next)
+	require.Equal(t, int64(30), status.Observed)
+	require.Len(t, after, 3)
+	require.Len(t, before, 3, "predictions before the second batch")
+	for i := range after {
+		require.Equal(t, after[i].Stage, before[i].Stage)
+		require.Equal(t, int64(10), after[i].Observed)
+	}
+}
+
+// TestFeedbackDetectsAStageWhoseMemoryDoubles: Train's memory doubles; the
+// drift is detected, the stage refitted, and its prediction recovers.
+func TestFeedbackDetectsAStageWhoseMemoryDoubles(t *testing.T) {
+	st := newForecasterState(ForecasterOptions{})
+	st.ingest(pipelineBatch(0, 40, 1e9), t0)
+	before := st.current["Pipeline/Train"].Memory.Target
+	require.Less(t, before, 1.5e9)
+
+	// After the change, count observations until the target covers 2 GB again.
+	recovered := -1
+	for i := 0; i < 30; i++ {
+		st.ingest(pipelineBatch(40+i, 1, 2e9), t0)
+		if recovered < 0 && st.current["Pipeline/Train"].Memory.Target >= 2.08e9 {
+			recovered = i + 1
+		}
+	}
+	fb := st.feedback["Pipeline/Train"]
+	t.Logf("target before %.2f GB; recovered after %d observations of the doubled stage; refits %d", before/1e9, recovered, fb.Refits)
+	require.Positive(t, fb.Refits, "the drift should be detected")
+	require.Positive(t, recovered)
+	require.LessOrEqual(t, recovered, 5)
+	require.Less(t, st.current["Pipeline/Train"].Memory.Target, 4e9, "and the target settles near the new level")
+}

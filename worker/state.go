@@ -1,0 +1,385 @@
+package worker
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"time"
+
+	"github.com/headstart-dev/headstart/forecasting"
+	"github.com/headstart-dev/headstart/resources"
+)
+
+// ForecasterOptions configure the forecaster. Zero values take the defaults.
+type ForecasterOptions struct {
+	// MaxStages bounds the stages tracked. Past it, the sizer forgets the
+	// stage observed least recently and profiles fold new stages into one
+	// named "other". If not set, 1000.
+	MaxStages int
+	// Quantile of memory the predictions size for. If not set, 0.99.
+	Quantile float64
+	// Window of recent tasks per stage the sizer keeps. If not set, 50.
+	Window int
+	// DriftThreshold is the recent mean absolute percentage error of a
+	// stage's memory prediction past which the stage is refitted from its
+	// latest tasks only. If not set, 0.3 (a stage whose memory doubles errs by 0.5).
+	DriftThreshold float64
+	// MaxRunningInstances bounds the workflow runs tracked for "what comes
+	// next"; the least recently seen is forgotten past it. If not set, 1000.
+	MaxRunningInstances int
+	// MaxSignalsPerRun continues the forecaster as new after this many
+	// batches even if the server has not suggested it. If not set, 2000.
+	MaxSignalsPerRun int
+}
+
+func (o ForecasterOptions) withDefaults() ForecasterOptions {
+	if o.MaxStages <= 0 {
+		o.MaxStages = 1000
+	}
+	if o.Quantile <= 0 || o.Quantile >= 1 {
+		o.Quantile = 0.99
+	}
+	if o.Window <= 0 {
+		o.Window = 50
+	}
+	if o.DriftThreshold <= 0 {
+		o.DriftThreshold = 0.3
+	}
+	if o.MaxRunningInstances <= 0 {
+		o.MaxRunningInstances = 1000
+	}
+	if o.MaxSignalsPerRun <= 0 {
+		o.MaxSignalsPerRun = 2000
+	}
+	return o
+}
+
+// Prediction is what the forecaster expects of a stage's next task.
+type Prediction struct {
+	Stage        string  `json:"stage"`
+	WorkflowType string  `json:"workflow_type"`
+	CPU          Bounds  `json:"cpu_cores"`
+	Memory       Bounds  `json:"memory_bytes"`
+	Duration     Bounds  `json:"duration_seconds"`
+	Confidence   float64 `json:"confidence"`
+	// RecentError is the mean absolute percentage error of the stage's last
+	// memory predictions (exponentially weighted).
+	RecentError float64 `json:"recent_error"`
+	Observed    int64   `json:"observed"`
+	// Next lists the stages expected after this one, most likely first.
+	Next []NextStage `json:"next,omitempty"`
+}
+
+// Bounds is a target with lower and upper bounds.
+type Bounds struct {
+	Target float64 `json:"target"`
+	Lower  float64 `json:"lower"`
+	Upper  float64 `json:"upper"`
+}
+
+// NextStage is a likely successor, with when it starts after this stage starts.
+type NextStage struct {
+	Stage       string        `json:"stage"`
+	Probability float64       `json:"probability"`
+	DelayP50    time.Duration `json:"delay_p50"`
+	DelayP90    time.Duration `json:"delay_p90"`
+}
+
+// Feedback is how one stage's predictions compare with what happened.
+type Feedback struct {
+	Stage string `json:"stage"`
+	// Scored observations, and those whose memory fell inside [lower, upper].
+	Scored, Inside int64
+	// MAPE and Bias are exponentially weighted: absolute and signed
+	// percentage error of the median memory estimate ((actual − predicted) / actual).
+	MAPE, Bias float64
+	// RuntimeMAPE likewise for duration.
+	RuntimeMAPE float64
+	Refits      int64
+}
+
+// Coverage is the share of scored observations inside the interval.
+func (f Feedback) Coverage() float64 {
+	if f.Scored == 0 {
+		return 0
+	}
+	return float64(f.Inside) / float64(f.Scored)
+}
+
+// instance is a running workflow run: the stage it last started.
+type instance struct {
+	WorkflowType string
+	Stage        string
+	Started      time.Time
+	Seq          int64
+}
+
+// forecasterState is everything the forecaster keeps. Its methods are
+// deterministic: no clock, no randomness, no map iteration that reaches the
+// outside unsorted.
+type forecasterState struct {
+	opts      ForecasterOptions
+	sizer     *forecasting.Headstart
+	profiles  *forecasting.ProfileSet
+	graph     *forecasting.StageGraph
+	feedback  map[string]*Feedback
+	current   map[string]forecasting.Sizing // the prediction in force per stage
+	workflows map[string]string             // stage → workflow type
+	instances map[string]*instance          // run ID → where it is
+	seq       int64
+	observed  int64
+	rejected  int64
+}
+
+func newForecasterState(opts ForecasterOptions) *forecasterState {
+	opts = opts.withDefaults()
+	return &forecasterState{
+		opts:      opts,
+		sizer:     forecasting.NewHeadstart(forecasting.HeadstartOptions{Quantile: opts.Quantile, Window: opts.Window, MaxStages: opts.MaxStages}),
+		profiles:  forecasting.NewProfileSet(forecasting.ProfileOptions{MaxStages: opts.MaxStages}),
+		graph:     forecasting.NewStageGraph(0),
+		feedback:  map[string]*Feedback{},
+		current:   map[string]forecasting.Sizing{},
+		workflows: map[string]string{},
+		instances: map[string]*instance{},
+	}
+}
+
+// feedbackWeight is the weight of the newest error in a stage's feedback.
+const feedbackWeight = 0.2
+
+func taskOf(o forecasting.Observation) forecasting.Task {
+	return forecasting.Task{Stage: o.Stage, WorkflowType: o.WorkflowType, InputBytes: float64(o.PayloadInBytes), Submit: o.Scheduled}
+}
+
+func usageOf(o forecasting.Observation) forecasting.Usage {
+	u := forecasting.Usage{PeakMemory: o.PeakMemoryBytes, Runtime: o.Wall}
+	if o.Wall > 0 {
+		secs := o.Wall.Seconds()
+		u.Rates = u.Rates.With(resources.CPU, o.CPUSeconds/secs).
+			With(resources.DiskBytes, (o.DiskReadBytes+o.DiskWriteBytes)/secs).
+			With(resources.NetBytes, o.NetBytes/secs)
+	}
+	return u
+}
+
+// ingest folds a batch in at time now. Invalid observations are counted and skipped.
+func (s *forecasterState) ingest(batch []forecasting.Observation, now time.Time) {
+	for _, o := range batch {
+		if err := o.Validate(); err != nil {
+			s.rejected++
+			continue
+		}
+		s.observed++
+		s.score(o)
+		s.profiles.Add(o, now)
+		if o.Outcome == forecasting.OutcomeOK || o.PeakMemoryBytes > 0 {
+			s.sizer.Observe(taskOf(o), usageOf(o), now)
+		}
+		s.workflows[o.Stage] = o.WorkflowType
+		s.track(o, now)
+		s.current[o.Stage] = s.sizer.Size(forecasting.Task{Stage: o.Stage, WorkflowType: o.WorkflowType, InputBytes: float64(o.PayloadInBytes)})
+	}
+}
+
+// score compares an observation with the prediction in force for its stage.
+func (s *forecasterState) score(o forecasting.Observation) {
+	p, ok := s.current[o.Stage]
+	if !ok || o.PeakMemoryBytes <= 0 || p.Memory.Median <= 0 {
+		return // no model prediction yet
+	}
+	f := s.feedback[o.Stage]
+	if f == nil {
+		f = &Feedback{Stage: o.Stage}
+		s.feedback[o.Stage] = f
+	}
+	// Errors are of the median estimate, not of the target, which sits
+	// above it by design.
+	err := (o.PeakMemoryBytes - p.Memory.Median) / o.PeakMemoryBytes
+	rtErr := 0.0
+	if p.HasRuntime && o.Wall > 0 {
+		rtErr = math.Abs(o.Wall.Seconds()-p.Runtime.Target) / o.Wall.Seconds()
+	}
+	if f.Scored == 0 {
+		f.MAPE, f.Bias, f.RuntimeMAPE = math.Abs(err), err, rtErr
+	} else {
+		f.MAPE += feedbackWeight * (math.Abs(err) - f.MAPE)
+		f.Bias += feedbackWeight * (err - f.Bias)
+		f.RuntimeMAPE += feedbackWeight * (rtErr - f.RuntimeMAPE)
+	}
+	f.Scored++
+	if o.PeakMemoryBytes >= p.Memory.Lower && o.PeakMemoryBytes <= p.Memory.Upper {
+		f.Inside++
+	}
+	// A stage whose errors drift past the threshold is refitted at once from
+	// its newest tasks: what it did before the change no longer applies.
+	if f.Scored >= 3 && f.MAPE > s.opts.DriftThreshold {
+		s.sizer.Forget(o.Stage)
+		f.Refits++
+		f.MAPE = 0
+		f.Scored = 0
+		f.Inside = 0
+	}
+}
+
+// track records where a workflow run is, and the edge from its last stage.
+func (s *forecasterState) track(o forecasting.Observation, now time.Time) {
+	if o.RunID == "" {
+		return
+	}
+	s.seq++
+	in := s.instances[o.RunID]
+	if in != nil && in.Stage != o.Stage && !o.Started.Before(in.Started) {
+		s.graph.Observe(o.WorkflowType, in.Stage, o.Stage, o.Started.Sub(in.Started), now)
+	}
+	if in == nil {
+		if len(s.instances) >= s.opts.MaxRunningInstances {
+			s.evictInstance()
+		}
+		in = &instance{}
+		s.instances[o.RunID] = in
+	}
+	if in.Stage != o.Stage || o.Started.After(in.Started) {
+		in.WorkflowType, in.Stage, in.Started = o.WorkflowType, o.Stage, o.Started
+	}
+	in.Seq = s.seq
+}
+
+func (s *forecasterState) evictInstance() {
+	var oldest string
+	//workflowcheck:ignore the minimum, ties broken by ID, does not depend on order
+	for id, in := range s.instances {
+		if oldest == "" || in.Seq < s.instances[oldest].Seq || (in.Seq == s.instances[oldest].Seq && id < oldest) {
+			oldest = id
+		}
+	}
+	delete(s.instances, oldest)
+}
+
+// predictions returns every stage's prediction, sorted by stage.
+func (s *forecasterState) predictions() []Prediction {
+	stages := make([]string, 0, len(s.current))
+	//workflowcheck:ignore collected, then sorted
+	for st := range s.current {
+		stages = append(stages, st)
+	}
+	sort.Strings(stages)
+	out := make([]Prediction, 0, len(stages))
+	for _, st := range stages {
+		z := s.current[st]
+		p := Prediction{
+			Stage: st, WorkflowType: s.workflows[st],
+			Memory:     Bounds{z.Memory.Target, z.Memory.Lower, z.Memory.Upper},
+			Duration:   Bounds{z.Runtime.Target, z.Runtime.Lower, z.Runtime.Upper},
+			CPU:        Bounds{z.Resources[resources.CPU].Target, z.Resources[resources.CPU].Lower, z.Resources[resources.CPU].Upper},
+			Confidence: z.Memory.Confidence,
+		}
+		if f := s.feedback[st]; f != nil {
+			p.RecentError = f.MAPE
+		}
+		if pr := s.profiles.Get(st); pr != nil {
+			p.Observed = pr.Count
+		}
+		for _, t := range s.graph.Next(s.workflows[st], st) {
+			p.Next = append(p.Next, NextStage{Stage: t.Stage, Probability: t.Probability, DelayP50: t.DelayP50, DelayP90: t.DelayP90})
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// feedbackList returns every stage's feedback, sorted by stage.
+func (s *forecasterState) feedbackList() []Feedback {
+	out := make([]Feedback, 0, len(s.feedback))
+	//workflowcheck:ignore collected, then sorted
+	for _, f := range s.feedback {
+		out = append(out, *f)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Stage < out[j].Stage })
+	return out
+}
+
+// checkpointData is what continue-as-new carries.
+type checkpointData struct {
+	Opts      ForecasterOptions
+	Sizer     []byte
+	Profiles  *forecasting.ProfileSet
+	Graph     *forecasting.StageGraph
+	Feedback  map[string]*Feedback
+	Current   map[string]forecasting.Sizing
+	Workflows map[string]string
+	Instances map[string]*instance
+	Seq       int64
+	Observed  int64
+	Rejected  int64
+}
+
+// checkpoint serialises the state as gzipped JSON (which sorts map keys, so
+// the bytes are deterministic; the sizer writes its stages sorted).
+//
+//workflowcheck:ignore deterministic, see above
+func (s *forecasterState) checkpoint() ([]byte, error) {
+	sz, err := s.sizer.Checkpoint()
+	if err != nil {
+		return nil, err
+	}
+	d := checkpointData{Opts: s.opts, Sizer: sz, Profiles: s.profiles, Graph: s.graph, Feedback: s.feedback, Current: s.current,
+		Workflows: s.workflows, Instances: s.instances, Seq: s.seq, Observed: s.observed, Rejected: s.rejected}
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if err := json.NewEncoder(zw).Encode(d); err != nil {
+		return nil, fmt.Errorf("forecaster checkpoint: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// restoreState rebuilds the state from a checkpoint.
+//
+//workflowcheck:ignore decoding a given checkpoint is deterministic
+func restoreState(b []byte) (*forecasterState, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("restore forecaster: %w", err)
+	}
+	var d checkpointData
+	if err := json.NewDecoder(io.LimitReader(zr, 512<<20)).Decode(&d); err != nil {
+		return nil, fmt.Errorf("restore forecaster: %w", err)
+	}
+	sizer, err := forecasting.RestoreHeadstart(d.Sizer)
+	if err != nil {
+		return nil, fmt.Errorf("restore forecaster: %w", err)
+	}
+	s := newForecasterState(d.Opts)
+	s.sizer = sizer
+	if d.Profiles != nil {
+		s.profiles = d.Profiles
+	}
+	if d.Graph != nil {
+		s.graph = d.Graph
+	}
+	//workflowcheck:ignore copying map to map does not depend on order
+	for k, v := range d.Feedback {
+		s.feedback[k] = v
+	}
+	//workflowcheck:ignore copying map to map does not depend on order
+	for k, v := range d.Current {
+		s.current[k] = v
+	}
+	//workflowcheck:ignore copying map to map does not depend on order
+	for k, v := range d.Workflows {
+		s.workflows[k] = v
+	}
+	//workflowcheck:ignore copying map to map does not depend on order
+	for k, v := range d.Instances {
+		s.instances[k] = v
+	}
+	s.seq, s.observed, s.rejected = d.Seq, d.Observed, d.Rejected
+	return s, nil
+}
