@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make run: the whole stack on this machine, on 127.0.0.1.
 #   - the Temporal dev server with its Web UI, state kept in .run/temporal.db
+#   - the Headstart control worker (the forecaster)
 #   - the pipeline sample's worker, profiled by Headstart, serving /metrics
 #   - a starter that keeps submitting pipelines at a varying rate
 # Ports: TEMPORAL_PORT (default 7233), TEMPORAL_UI_PORT (default 8233) and
@@ -13,7 +14,7 @@ state=${HEADSTART_RUN_DIR:-.run}
 mkdir -p "$state/bin"
 
 temporal=$(scripts/build-temporal.sh)
-go build -o "$state/bin/" ./samples/pipeline/worker ./samples/pipeline/starter
+go build -o "$state/bin/" ./cmd/headstart ./samples/pipeline/worker ./samples/pipeline/starter
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 free_port() {
@@ -31,8 +32,11 @@ pids=()
 stop() {
   trap - INT TERM EXIT
   echo "stopping..." >&2
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  # Newest first: the starter and workers flush to the server before it stops.
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill -TERM "${pids[i]}" 2>/dev/null || true
+    wait "${pids[i]}" 2>/dev/null || true
+  done
   echo "stopped" >&2
 }
 trap stop EXIT
@@ -52,6 +56,8 @@ until "$temporal" operator cluster health --address "$address" >/dev/null 2>&1; 
   sleep 0.2
 done
 
+"$state/bin/headstart" worker -address "$address" >"$state/headstart.log" 2>&1 &
+pids+=($!)
 "$state/bin/worker" -address "$address" -metrics-address "127.0.0.1:$metrics_port" >"$state/worker.log" 2>&1 &
 pids+=($!)
 # shellcheck disable=SC2086 # STARTER_ARGS is a list of flags
@@ -63,11 +69,12 @@ Headstart dev stack is up:
   Temporal Web UI   http://127.0.0.1:$ui_port/namespaces/default/workflows
   Temporal frontend $address
   worker metrics    http://127.0.0.1:$metrics_port/metrics
-  logs              $state/temporal.log $state/worker.log $state/starter.log
+  forecaster        http://127.0.0.1:$ui_port/namespaces/default/workflows/headstart-forecaster-default
+  logs              $state/temporal.log $state/headstart.log $state/worker.log $state/starter.log
 Ctrl-C stops everything.
 MSG
 # Follow the starter until a child exits or we are interrupted.
 tail -n +1 -F "$state/starter.log" &
 pids+=($!)
-wait -n "${pids[@]:0:3}" || true
+wait -n "${pids[@]:0:4}" || true
 echo "stopping: a child process exited or Ctrl-C was pressed; logs are in $state/" >&2

@@ -20,6 +20,7 @@ func commands() []command {
 	return []command{
 		{"replay", "replay recorded executions and compare how each method sizes memory", runReplay},
 		{"version", "print the module version and the Temporal SDK it is built with", runVersion},
+		{"worker", "run the Headstart control worker (the forecaster)", runWorker},
 	}
 }
 

@@ -17,7 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/client"
+
 	"github.com/headstart-dev/headstart/internal/temporaltest"
+	headstart "github.com/headstart-dev/headstart/worker"
 )
 
 // TestMakeRun starts scripts/run.sh as `make run` does, checks that the Web UI
@@ -121,6 +124,23 @@ func TestMakeRun(t *testing.T) {
 		}
 		return true
 	})
+
+	// The forecaster, started by the worker's first batch, predicts every stage.
+	c, err := client.Dial(client.Options{HostPort: fmt.Sprintf("127.0.0.1:%d", port)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var stages []string
+	waitFor(t, time.Minute, "the forecaster to predict every pipeline stage", func() bool {
+		preds, err := headstart.Predictions(ctx, c, "default")
+		stages = stages[:0]
+		for _, p := range preds {
+			stages = append(stages, p.Stage)
+		}
+		return err == nil && len(preds) == 4
+	})
+	t.Logf("forecaster predicts %v", stages)
 
 	// Ctrl-C: SIGINT to the whole foreground process group.
 	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {

@@ -1,5 +1,7 @@
-// Command worker runs the pipeline sample's worker with Headstart's profiler,
-// serving the profiler's Prometheus metrics at http://<-metrics-address>/metrics.
+// Command worker runs the pipeline sample's worker with Headstart's profiler:
+// observations go in batches to the Headstart forecaster (run `headstart
+// worker` beside it) and the profiler's Prometheus metrics are served at
+// http://<-metrics-address>/metrics.
 package main
 
 import (
@@ -18,6 +20,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/headstart-dev/headstart/interceptors"
+	headstart "github.com/headstart-dev/headstart/worker"
 	"github.com/headstart-dev/headstart/samples/pipeline"
 )
 
@@ -26,6 +29,7 @@ func main() {
 	namespace := flag.String("namespace", client.DefaultNamespace, "Temporal namespace")
 	dir := flag.String("dir", "", "folder for Extract's temporary files (default: the system's)")
 	metricsAddress := flag.String("metrics-address", "127.0.0.1:9464", "where to serve /metrics; empty: nowhere")
+	fleet := flag.String("fleet", "default", "the Headstart forecaster to send observations to; empty: none")
 	flag.Parse()
 
 	c, err := client.Dial(client.Options{HostPort: *address, Namespace: *namespace})
@@ -35,7 +39,16 @@ func main() {
 	defer c.Close()
 
 	registry := prometheus.NewRegistry()
-	profiler, err := interceptors.NewProfiler(interceptors.ProfilerOptions{Registerer: registry})
+	var sink interceptors.Sink
+	if *fleet != "" {
+		sink, err = interceptors.NewBatchingSink(interceptors.BatchOptions{
+			Send: headstart.ForecasterSender(c, headstart.Options{Fleet: *fleet}),
+		})
+		if err != nil {
+			log.Fatal(err)
+		}
+	}
+	profiler, err := interceptors.NewProfiler(interceptors.ProfilerOptions{Registerer: registry, Sink: sink})
 	if err != nil {
 		log.Fatal(err)
 	}

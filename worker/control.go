@@ -1,0 +1,87 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.temporal.io/sdk/client"
+	sdkworker "go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/headstart-dev/headstart/forecasting"
+)
+
+// Options configure the Headstart control plane.
+type Options struct {
+	// TaskQueue the control worker polls. If not set, TaskQueue ("headstart").
+	TaskQueue string
+	// Fleet names the forecaster: one per namespace or per fleet of workers
+	// that share stages. If not set, "default".
+	Fleet string
+	// Forecaster options for a forecaster this process starts.
+	Forecaster ForecasterOptions
+}
+
+func (o Options) withDefaults() Options {
+	if o.TaskQueue == "" {
+		o.TaskQueue = TaskQueue
+	}
+	if o.Fleet == "" {
+		o.Fleet = "default"
+	}
+	return o
+}
+
+// Register registers the control plane's workflows and activities on a worker.
+func Register(r sdkworker.Registry) {
+	r.RegisterWorkflowWithOptions(Forecaster, workflow.RegisterOptions{Name: ForecasterWorkflowName})
+}
+
+// New returns the control worker: a Temporal worker on opts.TaskQueue with
+// everything registered. Start or Run it; it does not start the forecaster
+// (the first batch does, see ForecasterSender).
+func New(c client.Client, opts Options) sdkworker.Worker {
+	opts = opts.withDefaults()
+	w := sdkworker.New(c, opts.TaskQueue, sdkworker.Options{})
+	Register(w)
+	return w
+}
+
+// ErrEmptyBatch is returned by the sender for an empty batch.
+var ErrEmptyBatch = errors.New("headstart: empty observation batch")
+
+// ForecasterSender returns a function that delivers observation batches to
+// the fleet's forecaster with signal-with-start, so the first worker to
+// report creates it. Use it as interceptors.BatchOptions.Send.
+func ForecasterSender(c client.Client, opts Options) func(context.Context, []forecasting.Observation) error {
+	opts = opts.withDefaults()
+	return func(ctx context.Context, batch []forecasting.Observation) error {
+		if len(batch) == 0 {
+			return ErrEmptyBatch
+		}
+		_, err := c.SignalWithStartWorkflow(ctx, ForecasterWorkflowID(opts.Fleet), ObservationsSignal, batch,
+			client.StartWorkflowOptions{ID: ForecasterWorkflowID(opts.Fleet), TaskQueue: opts.TaskQueue},
+			ForecasterWorkflowName, ForecasterInput{Options: opts.Forecaster})
+		if err != nil {
+			return fmt.Errorf("send %d observations to %s: %w", len(batch), ForecasterWorkflowID(opts.Fleet), err)
+		}
+		return nil
+	}
+}
+
+// Predictions queries the fleet's forecaster for every stage's prediction.
+func Predictions(ctx context.Context, c client.Client, fleet string) ([]Prediction, error) {
+	if fleet == "" {
+		fleet = "default"
+	}
+	v, err := c.QueryWorkflow(ctx, ForecasterWorkflowID(fleet), "", QueryPredictions)
+	if err != nil {
+		return nil, fmt.Errorf("query %s: %w", ForecasterWorkflowID(fleet), err)
+	}
+	var out []Prediction
+	if err := v.Get(&out); err != nil {
+		return nil, fmt.Errorf("decode predictions: %w", err)
+	}
+	return out, nil
+}
