@@ -33,8 +33,8 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Register registers the control plane's workflows and activities on a worker.
-func Register(r sdkworker.Registry) {
+// Register registers the control plane's workflows on a worker or a replayer.
+func Register(r sdkworker.WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(Forecaster, workflow.RegisterOptions{Name: ForecasterWorkflowName})
 }
 
