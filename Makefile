@@ -87,3 +87,7 @@ FORECAST_TRACES ?= ../shared/data/nextflow-traces \
 .PHONY: bench-forecast
 bench-forecast: ## replay real traces: Headstart vs VPA, Autopilot, request and max-seen (plots in .run/plots)
 	$(GO) run ./cmd/headstart replay --plot .run/plots $(FORECAST_TRACES)
+
+.PHONY: bench-forecaster
+bench-forecaster: temporal ## 100,000 observations across 1,000 stages into a forecaster on a real dev server
+	$(GO) test -run '^$$' -bench BenchmarkForecasterOnDevServer -benchtime 1x ./worker/ | grep -v '^\(goos\|goarch\|pkg\|cpu\):'

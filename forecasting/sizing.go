@@ -38,8 +38,8 @@ type Usage struct {
 type Estimate struct {
 	Target     float64 `json:"target"`
 	Median     float64 `json:"median,omitempty"` // where the method has one
-	Lower      float64 `json:"lower"` // 5% quantile where the method has one
-	Upper      float64 `json:"upper"` // 95% quantile where the method has one
+	Lower      float64 `json:"lower"`            // 5% quantile where the method has one
+	Upper      float64 `json:"upper"`            // 95% quantile where the method has one
 	Confidence float64 `json:"confidence"`
 }
 
@@ -145,6 +145,23 @@ type Headstart struct {
 	stages map[string]*stageHistory
 	pooled [numTargets]pooledVariance
 	seq    int64
+	tCache map[[2]float64]float64 // Student-t quantiles by (ν, q), a pure function's memo
+}
+
+// studentT returns the q-quantile of Student's t with nu degrees of freedom,
+// q rounded to 1e-4. Computing it costs microseconds, so it is memoised.
+func (h *Headstart) studentT(nu, q float64) float64 {
+	q = math.Round(q*1e4) / 1e4
+	k := [2]float64{nu, q}
+	if v, ok := h.tCache[k]; ok {
+		return v
+	}
+	if h.tCache == nil || len(h.tCache) > 100000 {
+		h.tCache = map[[2]float64]float64{}
+	}
+	v := distuv.StudentsT{Mu: 0, Sigma: 1, Nu: nu}.Quantile(q)
+	h.tCache[k] = v
+	return v
 }
 
 // evict forgets the least recently observed stage when MaxStages are kept.
@@ -325,7 +342,7 @@ func (p prediction) quantile(q float64) (float64, bool) {
 	}
 	nu := math.Max(n-params, 0) + priorWeight
 	sd := math.Sqrt((ssr + priorWeight*p.h.pooled[p.r].get(upper)) / nu)
-	return p.median + distuv.StudentsT{Mu: 0, Sigma: 1, Nu: nu}.Quantile(q)*sd*math.Sqrt(1+1/n), false
+	return p.median + p.h.studentT(nu, q)*sd*math.Sqrt(1+1/n), false
 }
 
 // best returns the model of target r with the lower recent loss (the input

@@ -60,7 +60,11 @@ func ForecasterSender(c client.Client, opts Options) func(context.Context, []for
 		if len(batch) == 0 {
 			return ErrEmptyBatch
 		}
-		_, err := c.SignalWithStartWorkflow(ctx, ForecasterWorkflowID(opts.Fleet), ObservationsSignal, batch,
+		b, err := NewObservationBatch(batch)
+		if err != nil {
+			return err
+		}
+		_, err = c.SignalWithStartWorkflow(ctx, ForecasterWorkflowID(opts.Fleet), ObservationsSignal, b,
 			client.StartWorkflowOptions{ID: ForecasterWorkflowID(opts.Fleet), TaskQueue: opts.TaskQueue},
 			ForecasterWorkflowName, ForecasterInput{Options: opts.Forecaster})
 		if err != nil {

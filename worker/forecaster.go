@@ -14,7 +14,7 @@ import (
 // TaskQueue is the control plane's task queue.
 const TaskQueue = "headstart"
 
-// ObservationsSignal carries a batch of observations ([]forecasting.Observation) to the forecaster.
+// ObservationsSignal carries an ObservationBatch to the forecaster.
 const ObservationsSignal = "headstart-observations"
 
 // Queries the forecaster answers.
@@ -44,7 +44,8 @@ type ForecasterStatus struct {
 	Observed, Rejected int64
 	Stages             int
 	Running            int // workflow runs tracked
-	CheckpointBytes    int // size of the last checkpoint carried in
+	CarriedBytes       int // size of the checkpoint this run started from
+	CheckpointBytes    int // size of a checkpoint of the state now
 	Batches            int // batches received in this run
 }
 
@@ -90,8 +91,12 @@ func Forecaster(ctx workflow.Context, in ForecasterInput) error {
 			handler = func() ([]Feedback, error) { return st.feedbackList(), nil }
 		case QueryStatus:
 			handler = func() (ForecasterStatus, error) {
+				cp, err := st.checkpoint()
+				if err != nil {
+					return ForecasterStatus{}, err
+				}
 				return ForecasterStatus{Observed: st.observed, Rejected: st.rejected, Stages: len(st.current),
-					Running: len(st.instances), CheckpointBytes: len(in.Checkpoint), Batches: batches}, nil
+					Running: len(st.instances), CarriedBytes: len(in.Checkpoint), CheckpointBytes: len(cp), Batches: batches}, nil
 			}
 		}
 		if err := workflow.SetQueryHandlerWithOptions(ctx, name, handler, workflow.QueryHandlerOptions{Description: desc}); err != nil {
@@ -107,21 +112,29 @@ func Forecaster(ctx workflow.Context, in ForecasterInput) error {
 		})
 	}
 	publish()
+	take := func(b ObservationBatch) {
+		obs, err := b.All()
+		if err != nil {
+			logger.Warn("dropping an undecodable observation batch", "error", err)
+			st.rejected++
+		}
+		st.ingest(obs, workflow.Now(ctx))
+		batches++
+	}
 	for {
-		var batch []forecasting.Observation
-		signals.Receive(ctx, &batch)
+		var b ObservationBatch
+		signals.Receive(ctx, &b)
 		if err := ctx.Err(); err != nil {
 			return err // canceled
 		}
-		st.ingest(batch, workflow.Now(ctx))
-		batches++
+		take(b)
 		// Take what else has arrived before updating the details once.
-		for signals.ReceiveAsync(&batch) {
-			st.ingest(batch, workflow.Now(ctx))
-			batches++
+		for signals.ReceiveAsync(&b) {
+			take(b)
 		}
 		publish()
-		if workflow.GetInfo(ctx).GetContinueAsNewSuggested() || batches >= st.opts.MaxSignalsPerRun {
+		info := workflow.GetInfo(ctx)
+		if info.GetContinueAsNewSuggested() || batches >= st.opts.MaxSignalsPerRun || info.GetCurrentHistorySize() >= st.opts.MaxHistoryBytes {
 			break
 		}
 	}
@@ -129,9 +142,9 @@ func Forecaster(ctx workflow.Context, in ForecasterInput) error {
 	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
 		return err
 	}
-	var batch []forecasting.Observation
-	for signals.ReceiveAsync(&batch) {
-		st.ingest(batch, workflow.Now(ctx))
+	var b ObservationBatch
+	for signals.ReceiveAsync(&b) {
+		take(b)
 	}
 	cp, err := st.checkpoint()
 	if err != nil {

@@ -69,10 +69,12 @@ func TestForecasterTurnsBatchesIntoPredictions(t *testing.T) {
 	var preds []Prediction
 	var status ForecasterStatus
 	var details string
-	env.RegisterDelayedCallback(func() { env.SignalWorkflow(ObservationsSignal, pipelineBatch(0, 10, 1e9)) }, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(ObservationsSignal, ObservationBatch{Observations: pipelineBatch(0, 10, 1e9)})
+	}, time.Minute)
 	env.RegisterDelayedCallback(func() {
 		// A bad observation is counted and skipped, not fatal.
-		env.SignalWorkflow(ObservationsSignal, []forecasting.Observation{{Stage: "", Attempt: 1}})
+		env.SignalWorkflow(ObservationsSignal, ObservationBatch{Observations: []forecasting.Observation{{Stage: "", Attempt: 1}}})
 	}, 2*time.Minute)
 	env.RegisterDelayedCallback(func() {
 		preds = query[[]Prediction](t, env, QueryPredictions)
@@ -108,8 +110,14 @@ func TestForecasterTurnsBatchesIntoPredictions(t *testing.T) {
 func TestForecasterContinuesAsNewWithItsStateIntact(t *testing.T) {
 	env := newEnv(t)
 	opts := ForecasterOptions{MaxSignalsPerRun: 2}
-	env.RegisterDelayedCallback(func() { env.SignalWorkflow(ObservationsSignal, pipelineBatch(0, 5, 1e9)) }, time.Minute)
-	env.RegisterDelayedCallback(func() { env.SignalWorkflow(ObservationsSignal, pipelineBatch(5, 5, 1e9)) }, 2*time.Minute)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(ObservationsSignal, ObservationBatch{Observations: pipelineBatch(0, 5, 1e9)})
+	}, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		b, err := NewObservationBatch(pipelineBatch(5, 5, 1e9)) // compressed, as senders do
+		require.NoError(t, err)
+		env.SignalWorkflow(ObservationsSignal, b)
+	}, 2*time.Minute)
 	var before []Prediction
 	env.RegisterDelayedCallback(func() { before = query[[]Prediction](t, env, QueryPredictions) }, 90*time.Second)
 	env.ExecuteWorkflow(ForecasterWorkflowName, ForecasterInput{Options: opts})

@@ -127,4 +127,3 @@ func TestReplayRecordedForecasterHistory(t *testing.T) {
 	headstart.Register(replayer)
 	require.NoError(t, replayer.ReplayWorkflowHistoryFromJSONFile(nil, recordedHistory))
 }
-

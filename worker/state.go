@@ -34,6 +34,9 @@ type ForecasterOptions struct {
 	// MaxSignalsPerRun continues the forecaster as new after this many
 	// batches even if the server has not suggested it. If not set, 2000.
 	MaxSignalsPerRun int
+	// MaxHistoryBytes continues the forecaster as new once its history is
+	// this large (the server refuses histories past 50 MiB). If not set, 8 MiB.
+	MaxHistoryBytes int
 }
 
 func (o ForecasterOptions) withDefaults() ForecasterOptions {
@@ -54,6 +57,9 @@ func (o ForecasterOptions) withDefaults() ForecasterOptions {
 	}
 	if o.MaxSignalsPerRun <= 0 {
 		o.MaxSignalsPerRun = 2000
+	}
+	if o.MaxHistoryBytes <= 0 {
+		o.MaxHistoryBytes = 8 << 20
 	}
 	return o
 }
@@ -167,8 +173,12 @@ func usageOf(o forecasting.Observation) forecasting.Usage {
 	return u
 }
 
-// ingest folds a batch in at time now. Invalid observations are counted and skipped.
+// ingest folds a batch in at time now. Invalid observations are counted and
+// skipped. Each observation is scored against the prediction in force when
+// the batch arrived; the predictions of the stages in the batch are then renewed.
 func (s *forecasterState) ingest(batch []forecasting.Observation, now time.Time) {
+	var touched []forecasting.Observation // the last observation of each stage, in order of first appearance
+	index := map[string]int{}
 	for _, o := range batch {
 		if err := o.Validate(); err != nil {
 			s.rejected++
@@ -182,6 +192,14 @@ func (s *forecasterState) ingest(batch []forecasting.Observation, now time.Time)
 		}
 		s.workflows[o.Stage] = o.WorkflowType
 		s.track(o, now)
+		if i, ok := index[o.Stage]; ok {
+			touched[i] = o
+		} else {
+			index[o.Stage] = len(touched)
+			touched = append(touched, o)
+		}
+	}
+	for _, o := range touched {
 		s.current[o.Stage] = s.sizer.Size(forecasting.Task{Stage: o.Stage, WorkflowType: o.WorkflowType, InputBytes: float64(o.PayloadInBytes)})
 	}
 }

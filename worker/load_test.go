@@ -1,0 +1,104 @@
+package worker_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/headstart-dev/headstart/forecasting"
+	"github.com/headstart-dev/headstart/internal/temporaltest"
+	headstart "github.com/headstart-dev/headstart/worker"
+)
+
+// BenchmarkForecasterOnDevServer sends 100,000 observations across 1,000
+// stages, in batches of 500 from 4 senders (as 4 profiled workers would), to
+// a forecaster on a real dev server and
+// measures how fast it takes them in, how large its checkpoint is, and how
+// its history stays within limits by continuing as new. Run it once:
+// `make bench-forecaster`.
+func BenchmarkForecasterOnDevServer(b *testing.B) {
+	const total, stages, batchSize = 100000, 1000, 500
+	srv := temporaltest.Shared(b)
+	c := srv.Client()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	opts := headstart.Options{Fleet: fmt.Sprintf("load-%d", time.Now().UnixNano()), TaskQueue: "headstart-load"}
+	w := headstart.New(c, opts)
+	if err := w.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer w.Stop()
+	send := headstart.ForecasterSender(c, opts)
+	id := headstart.ForecasterWorkflowID(opts.Fleet)
+
+	batches := make(chan int, total/batchSize)
+	for first := 0; first < total; first += batchSize {
+		batches <- first
+	}
+	close(batches)
+	b.ResetTimer()
+	start := time.Now()
+	var g errgroup.Group
+	for range 4 {
+		g.Go(func() error {
+			for first := range batches {
+				if err := send(ctx, loadBatch(first, batchSize, stages)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		b.Fatal(err)
+	}
+	sent := time.Since(start)
+	var status headstart.ForecasterStatus
+	for {
+		v, err := c.QueryWorkflow(ctx, id, "", headstart.QueryStatus)
+		if err == nil && v.Get(&status) == nil && status.Observed >= total {
+			break
+		}
+		if ctx.Err() != nil {
+			b.Fatalf("forecaster took in %d of %d observations before the deadline", status.Observed, total)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+
+	// The history stays bounded: the current run's, after any continue-as-new.
+	desc, err := c.DescribeWorkflowExecution(ctx, id, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	info := desc.GetWorkflowExecutionInfo()
+	fmt.Printf("sent %d observations in %d batches in %v; all taken in after %v\n", total, total/batchSize, sent.Round(time.Millisecond), elapsed.Round(time.Millisecond))
+	fmt.Printf("current run: continued as new %v; history %d events, %d bytes (continue-as-new at 8 MiB; server limits 51,200 events, 50 MiB)\n",
+		info.GetFirstRunId() != desc.GetWorkflowExecutionInfo().GetExecution().GetRunId(), info.GetHistoryLength(), info.GetHistorySizeBytes())
+	if info.GetHistorySizeBytes() > 16<<20 {
+		b.Errorf("history %d bytes: the forecaster did not continue as new in time", info.GetHistorySizeBytes())
+	}
+	fmt.Printf("checkpoint now: %d bytes; carried into the current run: %d bytes\n", status.CheckpointBytes, status.CarriedBytes)
+	fmt.Printf("forecaster ingest_obs_per_s=%.0f checkpoint_bytes=%d stages=%d\n", float64(total)/elapsed.Seconds(), status.CheckpointBytes, status.Stages)
+}
+
+// loadBatch makes n observations spread over stages stages, deterministic.
+func loadBatch(first, n, stages int) []forecasting.Observation {
+	t0 := time.Unix(0, 0)
+	batch := make([]forecasting.Observation, n)
+	for i := range batch {
+		k := first + i
+		s := k % stages
+		batch[i] = forecasting.Observation{
+			Stage: fmt.Sprintf("Load%d/Activity%d", s%10, s), WorkflowType: fmt.Sprintf("Load%d", s%10), ActivityType: fmt.Sprintf("Activity%d", s),
+			RunID: fmt.Sprintf("run-%d", k/stages), Attempt: 1, Outcome: forecasting.OutcomeOK,
+			Scheduled: t0.Add(time.Duration(k) * time.Millisecond), Started: t0.Add(time.Duration(k) * time.Millisecond),
+			Wall: time.Duration(100+k%50) * time.Millisecond, CPUSeconds: 0.05, PeakMemoryBytes: float64(1e8 + (k%97)*1e6), PayloadInBytes: int64(1000 + k%500),
+		}
+	}
+	return batch
+}
