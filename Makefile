@@ -90,4 +90,5 @@ bench-forecast: ## replay real traces: Headstart vs VPA, Autopilot, request and 
 
 .PHONY: bench-forecaster
 bench-forecaster: temporal ## 100,000 observations across 1,000 stages into a forecaster on a real dev server
-	$(GO) test -run '^$$' -bench BenchmarkForecasterOnDevServer -benchtime 1x ./worker/ | grep -v '^\(goos\|goarch\|pkg\|cpu\):'
+	@out=$$(mktemp); $(GO) test -run '^$$' -bench BenchmarkForecasterOnDevServer -benchtime 1x ./worker/ | tee $$out; \
+		line=$$(grep '^forecaster ' $$out | tail -1); rm -f $$out; test -n "$$line" && echo "$$line"

@@ -8,7 +8,6 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/headstart-dev/headstart/forecasting"
 	"github.com/headstart-dev/headstart/internal/temporaltest"
 	headstart "github.com/headstart-dev/headstart/worker"
 )
@@ -45,7 +44,7 @@ func BenchmarkForecasterOnDevServer(b *testing.B) {
 	for range 4 {
 		g.Go(func() error {
 			for first := range batches {
-				if err := send(ctx, loadBatch(first, batchSize, stages)); err != nil {
+				if err := send(ctx, headstart.LoadBatch(first, batchSize, stages)); err != nil {
 					return err
 				}
 			}
@@ -84,21 +83,4 @@ func BenchmarkForecasterOnDevServer(b *testing.B) {
 	}
 	fmt.Printf("checkpoint now: %d bytes; carried into the current run: %d bytes\n", status.CheckpointBytes, status.CarriedBytes)
 	fmt.Printf("forecaster ingest_obs_per_s=%.0f checkpoint_bytes=%d stages=%d\n", float64(total)/elapsed.Seconds(), status.CheckpointBytes, status.Stages)
-}
-
-// loadBatch makes n observations spread over stages stages, deterministic.
-func loadBatch(first, n, stages int) []forecasting.Observation {
-	t0 := time.Unix(0, 0)
-	batch := make([]forecasting.Observation, n)
-	for i := range batch {
-		k := first + i
-		s := k % stages
-		batch[i] = forecasting.Observation{
-			Stage: fmt.Sprintf("Load%d/Activity%d", s%10, s), WorkflowType: fmt.Sprintf("Load%d", s%10), ActivityType: fmt.Sprintf("Activity%d", s),
-			RunID: fmt.Sprintf("run-%d", k/stages), Attempt: 1, Outcome: forecasting.OutcomeOK,
-			Scheduled: t0.Add(time.Duration(k) * time.Millisecond), Started: t0.Add(time.Duration(k) * time.Millisecond),
-			Wall: time.Duration(100+k%50) * time.Millisecond, CPUSeconds: 0.05, PeakMemoryBytes: float64(1e8 + (k%97)*1e6), PayloadInBytes: int64(1000 + k%500),
-		}
-	}
-	return batch
 }

@@ -1,0 +1,4 @@
+package worker
+
+// LoadBatch is loadBatch for the external tests.
+var LoadBatch = loadBatch
