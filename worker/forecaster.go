@@ -24,6 +24,7 @@ const (
 	QueryStageGraph  = "stage-graph"
 	QueryFeedback    = "feedback"
 	QueryStatus      = "status"
+	QueryInstances   = "instances"
 )
 
 // ForecasterWorkflowName is the forecaster's workflow type.
@@ -71,6 +72,7 @@ func Forecaster(ctx workflow.Context, in ForecasterInput) error {
 		{QueryStageGraph, "Per workflow type: which stage follows which, with what probability and after how long."},
 		{QueryFeedback, "Per stage: how predictions compare with observations (MAPE, bias, interval coverage, refits)."},
 		{QueryStatus, "Headline figures: observations, stages, runs tracked, checkpoint size."},
+		{QueryInstances, "Per running workflow run: the stage it is in and which stage comes next, with what probability and when."},
 	} {
 		name, desc := q.name, q.desc
 		var handler any
@@ -89,6 +91,8 @@ func Forecaster(ctx workflow.Context, in ForecasterInput) error {
 			handler = func() (*forecasting.StageGraph, error) { return st.graph, nil }
 		case QueryFeedback:
 			handler = func() ([]Feedback, error) { return st.feedbackList(), nil }
+		case QueryInstances:
+			handler = func() ([]InstanceForecast, error) { return st.instanceForecasts(), nil }
 		case QueryStatus:
 			handler = func() (ForecasterStatus, error) {
 				cp, err := st.checkpoint()

@@ -69,8 +69,10 @@ func TestForecasterTurnsBatchesIntoPredictions(t *testing.T) {
 	var preds []Prediction
 	var status ForecasterStatus
 	var details string
+	var instances []InstanceForecast
 	env.RegisterDelayedCallback(func() {
-		env.SignalWorkflow(ObservationsSignal, ObservationBatch{Observations: pipelineBatch(0, 10, 1e9)})
+		// Ten whole runs, and an eleventh that has reached Transform.
+		env.SignalWorkflow(ObservationsSignal, ObservationBatch{Observations: append(pipelineBatch(0, 10, 1e9), pipelineBatch(10, 1, 1e9)[:2]...)})
 	}, time.Minute)
 	env.RegisterDelayedCallback(func() {
 		// A bad observation is counted and skipped, not fatal.
@@ -79,12 +81,13 @@ func TestForecasterTurnsBatchesIntoPredictions(t *testing.T) {
 	env.RegisterDelayedCallback(func() {
 		preds = query[[]Prediction](t, env, QueryPredictions)
 		status = query[ForecasterStatus](t, env, QueryStatus)
+		instances = query[[]InstanceForecast](t, env, QueryInstances)
 		details = query[*sdkpb.WorkflowMetadata](t, env, "__temporal_workflow_metadata").GetCurrentDetails()
 		env.CancelWorkflow()
 	}, 3*time.Minute)
 	env.ExecuteWorkflow(ForecasterWorkflowName, ForecasterInput{})
 
-	require.Equal(t, int64(30), status.Observed)
+	require.Equal(t, int64(32), status.Observed)
 	require.Equal(t, int64(1), status.Rejected)
 	require.Len(t, preds, 3)
 	byStage := map[string]Prediction{}
@@ -101,6 +104,13 @@ func TestForecasterTurnsBatchesIntoPredictions(t *testing.T) {
 	require.Equal(t, "Pipeline/Transform", ext.Next[0].Stage)
 	require.Equal(t, 1.0, ext.Next[0].Probability)
 	require.InDelta(t, 20, ext.Next[0].DelayP50.Seconds(), 1.5)
+	// The run at Transform is expected to start Train about 20 s later;
+	// runs at Train, their last stage, are finishing and not listed.
+	require.Len(t, instances, 1)
+	require.Equal(t, "run-10", instances[0].RunID)
+	require.Equal(t, "Pipeline/Transform", instances[0].Stage)
+	require.Equal(t, "Pipeline/Train", instances[0].Next[0].Stage)
+	require.InDelta(t, 20, instances[0].Next[0].ExpectedAt.Sub(instances[0].Started).Seconds(), 1.5)
 	// The Web UI's current details: the predictions table, Train's row included.
 	require.Contains(t, details, "| stage | next expected | CPU | memory (lower–upper) | duration | confidence | recent error |")
 	require.Contains(t, details, "| Pipeline/Extract | Pipeline/Transform (100%, ~20s) |")

@@ -310,6 +310,47 @@ func (s *forecasterState) predictions() []Prediction {
 	return out
 }
 
+// InstanceForecast is where a running workflow run is and what it will run next.
+type InstanceForecast struct {
+	RunID        string    `json:"run_id"`
+	WorkflowType string    `json:"workflow_type"`
+	Stage        string    `json:"stage"` // the last stage it started
+	Started      time.Time `json:"started"`
+	// Next are the likely next stages with their expected start (Started + the median delay).
+	Next []NextInstanceStage `json:"next"`
+}
+
+// NextInstanceStage is one likely next stage of a run.
+type NextInstanceStage struct {
+	Stage       string    `json:"stage"`
+	Probability float64   `json:"probability"`
+	ExpectedAt  time.Time `json:"expected_at"`
+}
+
+// instanceForecasts returns the tracked runs that have a next stage, sorted by run ID.
+func (s *forecasterState) instanceForecasts() []InstanceForecast {
+	ids := make([]string, 0, len(s.instances))
+	//workflowcheck:ignore collected, then sorted
+	for id := range s.instances {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	var out []InstanceForecast
+	for _, id := range ids {
+		in := s.instances[id]
+		next := s.graph.Next(in.WorkflowType, in.Stage)
+		if len(next) == 0 {
+			continue // its last stage: the run is finishing
+		}
+		f := InstanceForecast{RunID: id, WorkflowType: in.WorkflowType, Stage: in.Stage, Started: in.Started}
+		for _, n := range next {
+			f.Next = append(f.Next, NextInstanceStage{Stage: n.Stage, Probability: n.Probability, ExpectedAt: in.Started.Add(n.DelayP50)})
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
 // feedbackList returns every stage's feedback, sorted by stage.
 func (s *forecasterState) feedbackList() []Feedback {
 	out := make([]Feedback, 0, len(s.feedback))
