@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/sdk/client"
 	sdkworker "go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/headstart-dev/headstart/activities"
 	"github.com/headstart-dev/headstart/forecasting"
 )
 
@@ -21,6 +23,9 @@ type Options struct {
 	Fleet string
 	// Forecaster options for a forecaster this process starts.
 	Forecaster ForecasterOptions
+	// Registerer receives the control worker's metrics (feedback errors). If
+	// not set, none are registered.
+	Registerer prometheus.Registerer
 }
 
 func (o Options) withDefaults() Options {
@@ -38,14 +43,28 @@ func Register(r sdkworker.WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(Forecaster, workflow.RegisterOptions{Name: ForecasterWorkflowName})
 }
 
+// RegisterActivities registers the control plane's activities, exporting
+// their metrics on reg (nil: none).
+func RegisterActivities(r sdkworker.ActivityRegistry, reg prometheus.Registerer) error {
+	f, err := activities.NewFitter(reg)
+	if err != nil {
+		return err
+	}
+	r.RegisterActivity(f)
+	return nil
+}
+
 // New returns the control worker: a Temporal worker on opts.TaskQueue with
 // everything registered. Start or Run it; it does not start the forecaster
 // (the first batch does, see ForecasterSender).
-func New(c client.Client, opts Options) sdkworker.Worker {
+func New(c client.Client, opts Options) (sdkworker.Worker, error) {
 	opts = opts.withDefaults()
 	w := sdkworker.New(c, opts.TaskQueue, sdkworker.Options{})
 	Register(w)
-	return w
+	if err := RegisterActivities(w, opts.Registerer); err != nil {
+		return nil, err
+	}
+	return w, nil
 }
 
 // ErrEmptyBatch is returned by the sender for an empty batch.

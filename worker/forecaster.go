@@ -5,7 +5,10 @@ import (
 	"strings"
 	"time"
 
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/headstart-dev/headstart/activities"
 
 	"github.com/headstart-dev/headstart/forecasting"
 	"github.com/headstart-dev/headstart/resources"
@@ -125,16 +128,51 @@ func Forecaster(ctx workflow.Context, in ForecasterInput) error {
 		st.ingest(obs, workflow.Now(ctx))
 		batches++
 	}
-	for {
+	// Heavier fitting (demand curves) runs in an activity every FitInterval
+	// while observations arrive; its result is applied back here.
+	fitCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 5 * time.Minute, HeartbeatTimeout: time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 3},
+	})
+	var fitter *activities.Fitter
+	var fitting workflow.Future
+	fitDue := false
+	sel := workflow.NewSelector(ctx)
+	sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {})
+	sel.AddReceive(signals, func(c workflow.ReceiveChannel, _ bool) {
 		var b ObservationBatch
-		signals.Receive(ctx, &b)
+		c.Receive(ctx, &b)
+		take(b)
+	})
+	armFit := func() {
+		sel.AddFuture(workflow.NewTimer(ctx, st.opts.FitInterval), func(workflow.Future) { fitDue = true })
+	}
+	armFit()
+	for {
+		sel.Select(ctx)
 		if err := ctx.Err(); err != nil {
 			return err // canceled
 		}
-		take(b)
 		// Take what else has arrived before updating the details once.
+		var b ObservationBatch
 		for signals.ReceiveAsync(&b) {
 			take(b)
+		}
+		if fitDue && fitting == nil {
+			fitDue = false
+			armFit()
+			if in, ok := st.fitInput(); ok {
+				fitting = workflow.ExecuteActivity(fitCtx, fitter.Fit, in)
+				sel.AddFuture(fitting, func(f workflow.Future) {
+					var res activities.FitResult
+					if err := f.Get(ctx, &res); err != nil {
+						logger.Warn("demand fit failed; keeping the previous curves", "error", err)
+					} else {
+						st.applyFit(res, workflow.Now(ctx))
+					}
+					fitting = nil
+				})
+			}
 		}
 		publish()
 		info := workflow.GetInfo(ctx)
@@ -142,13 +180,22 @@ func Forecaster(ctx workflow.Context, in ForecasterInput) error {
 			break
 		}
 	}
-	// Drain, let handlers finish, then continue as new with the state.
+	// Let a running fit and every handler finish, drain, then continue as new with the state.
+	if err := workflow.Await(ctx, func() bool { return fitting == nil || fitting.IsReady() }); err != nil {
+		return err
+	}
 	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
 		return err
 	}
 	var b ObservationBatch
 	for signals.ReceiveAsync(&b) {
 		take(b)
+	}
+	if fitting != nil {
+		var res activities.FitResult
+		if fitting.Get(ctx, &res) == nil {
+			st.applyFit(res, workflow.Now(ctx))
+		}
 	}
 	cp, err := st.checkpoint()
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	sdkpb "go.temporal.io/api/sdk/v1"
 	"go.temporal.io/sdk/converter"
@@ -23,6 +24,7 @@ func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 	s.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	env := s.NewTestWorkflowEnvironment()
 	env.RegisterWorkflowWithOptions(Forecaster, workflow.RegisterOptions{Name: ForecasterWorkflowName})
+	require.NoError(t, RegisterActivities(env, prometheus.NewRegistry()))
 	return env
 }
 
@@ -180,4 +182,32 @@ func TestFeedbackDetectsAStageWhoseMemoryDoubles(t *testing.T) {
 	require.Positive(t, recovered)
 	require.LessOrEqual(t, recovered, 5)
 	require.Less(t, st.current["Pipeline/Train"].Memory.Target, 4e9, "and the target settles near the new level")
+}
+
+// TestForecasterFitsDemandCurvesInAnActivity: with enough history, the
+// scheduled fit weighs its models per stage and its demand reaches the predictions.
+func TestForecasterFitsDemandCurvesInAnActivity(t *testing.T) {
+	env := newEnv(t)
+	var preds []Prediction
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(ObservationsSignal, ObservationBatch{Observations: pipelineBatch(0, 40, 1e9)})
+	}, 30*time.Second)
+	env.RegisterDelayedCallback(func() {
+		preds = query[[]Prediction](t, env, QueryPredictions)
+		env.CancelWorkflow()
+	}, 3*time.Minute)
+	env.ExecuteWorkflow(ForecasterWorkflowName, ForecasterInput{})
+
+	require.Len(t, preds, 3)
+	for _, p := range preds {
+		require.NotNil(t, p.Demand, "%s has no fitted demand", p.Stage)
+		// One run a minute, each task shorter than a minute: about one arrival a minute.
+		require.InDelta(t, 1, p.Demand.NextArrivals, 0.5, "%s", p.Stage)
+		require.Len(t, p.Demand.Weights, 4)
+		var sum float64
+		for _, w := range p.Demand.Weights {
+			sum += w
+		}
+		require.InDelta(t, 1, sum, 1e-9)
+	}
 }

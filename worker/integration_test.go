@@ -41,7 +41,8 @@ func TestForecasterPredictsThePipelineOnDevServer(t *testing.T) {
 	defer cancel()
 	opts := headstart.Options{Fleet: "it", TaskQueue: "headstart-it"}
 
-	control := headstart.New(c, opts)
+	control, err := headstart.New(c, opts)
+	require.NoError(t, err)
 	require.NoError(t, control.Start())
 	defer control.Stop()
 

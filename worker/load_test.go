@@ -25,7 +25,10 @@ func BenchmarkForecasterOnDevServer(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	opts := headstart.Options{Fleet: fmt.Sprintf("load-%d", time.Now().UnixNano()), TaskQueue: "headstart-load"}
-	w := headstart.New(c, opts)
+	w, err := headstart.New(c, opts)
+	if err != nil {
+		b.Fatal(err)
+	}
 	if err := w.Start(); err != nil {
 		b.Fatal(err)
 	}

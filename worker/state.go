@@ -10,6 +10,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/headstart-dev/headstart/activities"
 	"github.com/headstart-dev/headstart/forecasting"
 	"github.com/headstart-dev/headstart/resources"
 )
@@ -37,6 +38,14 @@ type ForecasterOptions struct {
 	// MaxHistoryBytes continues the forecaster as new once its history is
 	// this large (the server refuses histories past 50 MiB). If not set, 8 MiB.
 	MaxHistoryBytes int
+	// FitInterval between demand-curve fits. If not set, 1 minute.
+	FitInterval time.Duration
+	// DemandBucket is the width of the arrival series' buckets. If not set, 1 minute.
+	DemandBucket time.Duration
+	// DemandBuckets is how many buckets of arrivals each stage keeps. If not set, 60.
+	DemandBuckets int
+	// FitStages is how many of the busiest stages are fitted each time. If not set, 20.
+	FitStages int
 }
 
 func (o ForecasterOptions) withDefaults() ForecasterOptions {
@@ -61,6 +70,18 @@ func (o ForecasterOptions) withDefaults() ForecasterOptions {
 	if o.MaxHistoryBytes <= 0 {
 		o.MaxHistoryBytes = 8 << 20
 	}
+	if o.FitInterval <= 0 {
+		o.FitInterval = time.Minute
+	}
+	if o.DemandBucket <= 0 {
+		o.DemandBucket = time.Minute
+	}
+	if o.DemandBuckets <= 0 {
+		o.DemandBuckets = 60
+	}
+	if o.FitStages <= 0 {
+		o.FitStages = 20
+	}
 	return o
 }
 
@@ -78,6 +99,8 @@ type Prediction struct {
 	Observed    int64   `json:"observed"`
 	// Next lists the stages expected after this one, most likely first.
 	Next []NextStage `json:"next,omitempty"`
+	// Demand is the stage's fitted demand over the coming horizon, once fitted.
+	Demand *DemandSummary `json:"demand,omitempty"`
 }
 
 // Bounds is a target with lower and upper bounds.
@@ -136,6 +159,8 @@ type forecasterState struct {
 	current   map[string]forecasting.Sizing // the prediction in force per stage
 	workflows map[string]string             // stage → workflow type
 	instances map[string]*instance          // run ID → where it is
+	arrivals  map[string]*arrivalSeries     // stage → first attempts per bucket
+	demand    map[string]DemandSummary      // stage → its last fitted demand
 	seq       int64
 	observed  int64
 	rejected  int64
@@ -152,6 +177,8 @@ func newForecasterState(opts ForecasterOptions) *forecasterState {
 		current:   map[string]forecasting.Sizing{},
 		workflows: map[string]string{},
 		instances: map[string]*instance{},
+		arrivals:  map[string]*arrivalSeries{},
+		demand:    map[string]DemandSummary{},
 	}
 }
 
@@ -192,6 +219,18 @@ func (s *forecasterState) ingest(batch []forecasting.Observation, now time.Time)
 		}
 		s.workflows[o.Stage] = o.WorkflowType
 		s.track(o, now)
+		if o.Attempt == 1 && s.profiles.Get(o.Stage) != nil { // a stage within the caps
+			at := o.Scheduled
+			if at.IsZero() {
+				at = o.Started
+			}
+			a := s.arrivals[o.Stage]
+			if a == nil {
+				a = &arrivalSeries{}
+				s.arrivals[o.Stage] = a
+			}
+			a.add(at.UnixNano()/int64(s.opts.DemandBucket), s.opts.DemandBuckets)
+		}
 		if i, ok := index[o.Stage]; ok {
 			touched[i] = o
 		} else {
@@ -302,6 +341,9 @@ func (s *forecasterState) predictions() []Prediction {
 		if pr := s.profiles.Get(st); pr != nil {
 			p.Observed = pr.Count
 		}
+		if d, ok := s.demand[st]; ok {
+			p.Demand = &d
+		}
 		for _, t := range s.graph.Next(s.workflows[st], st) {
 			p.Next = append(p.Next, NextStage{Stage: t.Stage, Probability: t.Probability, DelayP50: t.DelayP50, DelayP90: t.DelayP90})
 		}
@@ -372,6 +414,8 @@ type checkpointData struct {
 	Current   map[string]forecasting.Sizing
 	Workflows map[string]string
 	Instances map[string]*instance
+	Arrivals  map[string]*arrivalSeries
+	Demand    map[string]DemandSummary
 	Seq       int64
 	Observed  int64
 	Rejected  int64
@@ -387,7 +431,7 @@ func (s *forecasterState) checkpoint() ([]byte, error) {
 		return nil, err
 	}
 	d := checkpointData{Opts: s.opts, Sizer: sz, Profiles: s.profiles, Graph: s.graph, Feedback: s.feedback, Current: s.current,
-		Workflows: s.workflows, Instances: s.instances, Seq: s.seq, Observed: s.observed, Rejected: s.rejected}
+		Workflows: s.workflows, Instances: s.instances, Arrivals: s.arrivals, Demand: s.demand, Seq: s.seq, Observed: s.observed, Rejected: s.rejected}
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
 	if err := json.NewEncoder(zw).Encode(d); err != nil {
@@ -439,6 +483,115 @@ func restoreState(b []byte) (*forecasterState, error) {
 	for k, v := range d.Instances {
 		s.instances[k] = v
 	}
+	//workflowcheck:ignore copying map to map does not depend on order
+	for k, v := range d.Arrivals {
+		s.arrivals[k] = v
+	}
+	//workflowcheck:ignore copying map to map does not depend on order
+	for k, v := range d.Demand {
+		s.demand[k] = v
+	}
 	s.seq, s.observed, s.rejected = d.Seq, d.Observed, d.Rejected
 	return s, nil
+}
+
+// arrivalSeries counts a stage's first attempts per bucket of scheduled time.
+type arrivalSeries struct {
+	Last   int64     // bucket index of the newest count
+	Counts []float64 // oldest first, ending at Last
+}
+
+func (a *arrivalSeries) add(bucket int64, window int) {
+	switch {
+	case len(a.Counts) == 0:
+		a.Last, a.Counts = bucket, []float64{0}
+	case bucket > a.Last:
+		gap := bucket - a.Last
+		if gap >= int64(window) {
+			a.Counts = a.Counts[:0]
+			gap = 1
+		}
+		for range gap {
+			a.Counts = append(a.Counts, 0)
+		}
+		a.Last = bucket
+		if len(a.Counts) > window {
+			a.Counts = append([]float64(nil), a.Counts[len(a.Counts)-window:]...)
+		}
+	case a.Last-bucket >= int64(len(a.Counts)):
+		return // older than the window
+	}
+	a.Counts[len(a.Counts)-1-int(a.Last-bucket)]++
+}
+
+// DemandSummary is a stage's fitted demand over the horizon.
+type DemandSummary struct {
+	Horizon        time.Duration      `json:"horizon"`
+	NextArrivals   float64            `json:"next_arrivals"`   // in the next bucket
+	PeakConcurrent float64            `json:"peak_concurrent"` // tasks running at once, at most
+	PeakCPU        float64            `json:"peak_cpu"`        // cores
+	PeakMemory     float64            `json:"peak_memory"`     // bytes
+	Weights        map[string]float64 `json:"model_weights"`
+	FittedAt       time.Time          `json:"fitted_at"`
+}
+
+// minFitBuckets is how much history a stage needs before its demand is fitted.
+const minFitBuckets = 12
+
+// fitInput picks the busiest stages with enough history, and the feedback to export.
+func (s *forecasterState) fitInput() (activities.FitInput, bool) {
+	type cand struct {
+		stage string
+		total float64
+	}
+	var cands []cand
+	//workflowcheck:ignore collected, then sorted
+	for stage, a := range s.arrivals {
+		if len(a.Counts) < minFitBuckets {
+			continue
+		}
+		var t float64
+		for _, c := range a.Counts {
+			t += c
+		}
+		cands = append(cands, cand{stage, t})
+	}
+	sort.Slice(cands, func(i, j int) bool {
+		if cands[i].total != cands[j].total {
+			return cands[i].total > cands[j].total
+		}
+		return cands[i].stage < cands[j].stage
+	})
+	if len(cands) > s.opts.FitStages {
+		cands = cands[:s.opts.FitStages]
+	}
+	var in activities.FitInput
+	for _, c := range cands {
+		z := s.current[c.stage]
+		per := resources.Vector{}.With(resources.CPU, z.Resources[resources.CPU].Target).With(resources.Memory, z.Memory.Target)
+		in.Stages = append(in.Stages, activities.StageSeries{
+			Stage: c.stage, Arrivals: append([]float64(nil), s.arrivals[c.stage].Counts...), Bucket: s.opts.DemandBucket,
+			Runtime: time.Duration(z.Runtime.Target * float64(time.Second)), PerTask: per.ClampZero(),
+		})
+	}
+	for _, f := range s.feedbackList() {
+		in.Feedback = append(in.Feedback, activities.StageFeedback{Stage: f.Stage, MAPE: f.MAPE, Bias: f.Bias, Coverage: f.Coverage(), RuntimeMAPE: f.RuntimeMAPE, Refits: f.Refits})
+	}
+	return in, len(in.Stages) > 0 || len(in.Feedback) > 0
+}
+
+// applyFit keeps each fitted stage's demand summary.
+func (s *forecasterState) applyFit(res activities.FitResult, now time.Time) {
+	for _, d := range res.Demand {
+		if d.Err != "" || len(d.Points) == 0 {
+			continue
+		}
+		sum := DemandSummary{Horizon: d.Points[len(d.Points)-1].Offset, NextArrivals: d.Points[0].Arrivals, Weights: d.Weights, FittedAt: now}
+		for _, p := range d.Points {
+			sum.PeakConcurrent = math.Max(sum.PeakConcurrent, p.Concurrent)
+			sum.PeakCPU = math.Max(sum.PeakCPU, p.Demand.Get(resources.CPU))
+			sum.PeakMemory = math.Max(sum.PeakMemory, p.Demand.Get(resources.Memory))
+		}
+		s.demand[d.Stage] = sum
+	}
 }

@@ -1,10 +1,16 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.temporal.io/sdk/client"
 	sdkworker "go.temporal.io/sdk/worker"
 
@@ -17,6 +23,7 @@ func runWorker(args []string, stdout, stderr io.Writer) int {
 	address := fs.String("address", client.DefaultHostPort, "Temporal frontend host:port")
 	namespace := fs.String("namespace", client.DefaultNamespace, "Temporal namespace")
 	taskQueue := fs.String("task-queue", worker.TaskQueue, "the control plane's task queue")
+	metricsAddress := fs.String("metrics-address", "", "where to serve the control worker's /metrics (feedback errors); empty: nowhere")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -26,7 +33,29 @@ func runWorker(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer c.Close()
-	w := worker.New(c, worker.Options{TaskQueue: *taskQueue})
+	registry := prometheus.NewRegistry()
+	if *metricsAddress != "" {
+		l, err := net.Listen("tcp", *metricsAddress)
+		if err != nil {
+			fmt.Fprintln(stderr, "headstart worker: metrics:", err)
+			return 1
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				fmt.Fprintln(stderr, "headstart worker: metrics:", err)
+			}
+		}()
+		defer srv.Close()
+		fmt.Fprintf(stdout, "serving control worker metrics at http://%s/metrics\n", l.Addr())
+	}
+	w, err := worker.New(c, worker.Options{TaskQueue: *taskQueue, Registerer: registry})
+	if err != nil {
+		fmt.Fprintln(stderr, "headstart worker:", err)
+		return 1
+	}
 	fmt.Fprintf(stdout, "headstart control worker on task queue %q, namespace %q\n", *taskQueue, *namespace)
 	if err := w.Run(sdkworker.InterruptCh()); err != nil {
 		fmt.Fprintln(stderr, "headstart worker:", err)
