@@ -31,7 +31,7 @@ run: ## start the dev server + Web UI, the sample worker and a starter (Ctrl-C s
 	@scripts/run.sh
 
 .PHONY: test
-test: temporal ## all unit and integration tests, with -race, against a real dev server
+test: temporal prometheus ## all unit and integration tests, with -race, against a real dev server and Prometheus
 	$(GO) test -race -timeout $(TEST_TIMEOUT) -count=1 $(TEST_FLAGS) ./...
 	@# Latency bounds hold for production builds: check them without the race detector too.
 	$(GO) test -timeout $(TEST_TIMEOUT) -count=1 -run 'TestSinkFailuresNeverReachActivities' $(TEST_FLAGS) ./interceptors/
@@ -57,6 +57,12 @@ check-deps: ## fail when a package imports against the direction in DESIGN.md
 
 .PHONY: temporal
 temporal: $(TEMPORAL) ## build the pinned Temporal CLI into the cache (about 8 minutes cold)
+
+.PHONY: prometheus
+prometheus: ## install Debian's Prometheus for the tests that scrape and query a real one
+	@command -v prometheus >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; \
+		else echo "install Prometheus: sudo apt-get install prometheus" >&2; exit 1; fi; }
 
 $(TEMPORAL):
 	scripts/build-temporal.sh >/dev/null

@@ -26,6 +26,9 @@ type Options struct {
 	// Registerer receives the control worker's metrics (feedback errors). If
 	// not set, none are registered.
 	Registerer prometheus.Registerer
+	// PrometheusURL is the Prometheus HTTP API the forecaster reads
+	// utilization from (ForecasterOptions.Utilization). If not set, none.
+	PrometheusURL string
 }
 
 func (o Options) withDefaults() Options {
@@ -63,6 +66,9 @@ func New(c client.Client, opts Options) (sdkworker.Worker, error) {
 	Register(w)
 	if err := RegisterActivities(w, opts.Registerer); err != nil {
 		return nil, err
+	}
+	if opts.PrometheusURL != "" {
+		w.RegisterActivity(&activities.PrometheusReader{URL: opts.PrometheusURL})
 	}
 	return w, nil
 }

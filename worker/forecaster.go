@@ -51,6 +51,8 @@ type ForecasterStatus struct {
 	CarriedBytes       int // size of the checkpoint this run started from
 	CheckpointBytes    int // size of a checkpoint of the state now
 	Batches            int // batches received in this run
+	// Utilization is the last system-wide utilization read from Prometheus.
+	Utilization activities.UtilizationResult
 }
 
 // Forecaster is the long-running workflow that keeps each stage's profile,
@@ -103,7 +105,8 @@ func Forecaster(ctx workflow.Context, in ForecasterInput) error {
 					return ForecasterStatus{}, err
 				}
 				return ForecasterStatus{Observed: st.observed, Rejected: st.rejected, Stages: len(st.current),
-					Running: len(st.instances), CarriedBytes: len(in.Checkpoint), CheckpointBytes: len(cp), Batches: batches}, nil
+					Running: len(st.instances), CarriedBytes: len(in.Checkpoint), CheckpointBytes: len(cp), Batches: batches,
+					Utilization: st.util}, nil
 			}
 		}
 		if err := workflow.SetQueryHandlerWithOptions(ctx, name, handler, workflow.QueryHandlerOptions{Description: desc}); err != nil {
@@ -135,7 +138,8 @@ func Forecaster(ctx workflow.Context, in ForecasterInput) error {
 		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 3},
 	})
 	var fitter *activities.Fitter
-	var fitting workflow.Future
+	var reader *activities.PrometheusReader
+	var fitting, reading workflow.Future
 	fitDue := false
 	sel := workflow.NewSelector(ctx)
 	sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {})
@@ -161,6 +165,18 @@ func Forecaster(ctx workflow.Context, in ForecasterInput) error {
 		if fitDue && fitting == nil {
 			fitDue = false
 			armFit()
+			if len(st.opts.Utilization) > 0 && reading == nil {
+				reading = workflow.ExecuteActivity(fitCtx, reader.ReadUtilization, activities.UtilizationInput{Queries: st.opts.Utilization})
+				sel.AddFuture(reading, func(f workflow.Future) {
+					var res activities.UtilizationResult
+					if err := f.Get(ctx, &res); err != nil {
+						logger.Warn("reading utilization failed", "error", err)
+					} else {
+						st.util = res
+					}
+					reading = nil
+				})
+			}
 			if in, ok := st.fitInput(); ok {
 				fitting = workflow.ExecuteActivity(fitCtx, fitter.Fit, in)
 				sel.AddFuture(fitting, func(f workflow.Future) {
@@ -181,7 +197,9 @@ func Forecaster(ctx workflow.Context, in ForecasterInput) error {
 		}
 	}
 	// Let a running fit and every handler finish, drain, then continue as new with the state.
-	if err := workflow.Await(ctx, func() bool { return fitting == nil || fitting.IsReady() }); err != nil {
+	if err := workflow.Await(ctx, func() bool {
+		return (fitting == nil || fitting.IsReady()) && (reading == nil || reading.IsReady())
+	}); err != nil {
 		return err
 	}
 	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {

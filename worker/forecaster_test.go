@@ -1,10 +1,14 @@
 package worker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,7 +20,9 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/headstart-dev/headstart/activities"
 	"github.com/headstart-dev/headstart/forecasting"
+	"github.com/headstart-dev/headstart/internal/promtest"
 )
 
 func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
@@ -210,4 +216,32 @@ func TestForecasterFitsDemandCurvesInAnActivity(t *testing.T) {
 		}
 		require.InDelta(t, 1, sum, 1e-9)
 	}
+}
+
+// TestForecasterReadsUtilizationFromARealPrometheus: the configured PromQL is
+// read every fit interval and shown in the status.
+func TestForecasterReadsUtilizationFromARealPrometheus(t *testing.T) {
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, "# TYPE node_busy_cores gauge\nnode_busy_cores{node=\"a\"} 3\n")
+	}))
+	defer target.Close()
+	prom := promtest.Start(t, time.Second, strings.TrimPrefix(target.URL, "http://"))
+	reader := &activities.PrometheusReader{URL: prom.URL}
+	require.Eventually(t, func() bool {
+		_, err := reader.Query(context.Background(), "sum(node_busy_cores)")
+		return err == nil
+	}, 30*time.Second, 100*time.Millisecond, "prometheus has not scraped the target")
+
+	env := newEnv(t)
+	env.RegisterActivity(reader)
+	var status ForecasterStatus
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(ObservationsSignal, ObservationBatch{Observations: pipelineBatch(0, 3, 1e9)})
+	}, 30*time.Second)
+	env.RegisterDelayedCallback(func() {
+		status = query[ForecasterStatus](t, env, QueryStatus)
+		env.CancelWorkflow()
+	}, 3*time.Minute)
+	env.ExecuteWorkflow(ForecasterWorkflowName, ForecasterInput{Options: ForecasterOptions{Utilization: map[string]string{"cpu": "sum(node_busy_cores)"}}})
+	require.Equal(t, 3.0, status.Utilization.Values["cpu"], "errors: %v", status.Utilization.Errors)
 }

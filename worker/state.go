@@ -46,6 +46,10 @@ type ForecasterOptions struct {
 	DemandBuckets int
 	// FitStages is how many of the busiest stages are fitted each time. If not set, 20.
 	FitStages int
+	// Utilization names a PromQL query per resource for system-wide
+	// utilization, read every FitInterval as one more input (the control
+	// worker needs Options.PrometheusURL). If not set, none is read.
+	Utilization map[string]string
 }
 
 func (o ForecasterOptions) withDefaults() ForecasterOptions {
@@ -161,6 +165,7 @@ type forecasterState struct {
 	instances map[string]*instance          // run ID → where it is
 	arrivals  map[string]*arrivalSeries     // stage → first attempts per bucket
 	demand    map[string]DemandSummary      // stage → its last fitted demand
+	util      activities.UtilizationResult  // the last system-wide utilization read
 	seq       int64
 	observed  int64
 	rejected  int64
@@ -416,6 +421,7 @@ type checkpointData struct {
 	Instances map[string]*instance
 	Arrivals  map[string]*arrivalSeries
 	Demand    map[string]DemandSummary
+	Util      activities.UtilizationResult
 	Seq       int64
 	Observed  int64
 	Rejected  int64
@@ -431,7 +437,7 @@ func (s *forecasterState) checkpoint() ([]byte, error) {
 		return nil, err
 	}
 	d := checkpointData{Opts: s.opts, Sizer: sz, Profiles: s.profiles, Graph: s.graph, Feedback: s.feedback, Current: s.current,
-		Workflows: s.workflows, Instances: s.instances, Arrivals: s.arrivals, Demand: s.demand, Seq: s.seq, Observed: s.observed, Rejected: s.rejected}
+		Workflows: s.workflows, Instances: s.instances, Arrivals: s.arrivals, Demand: s.demand, Util: s.util, Seq: s.seq, Observed: s.observed, Rejected: s.rejected}
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
 	if err := json.NewEncoder(zw).Encode(d); err != nil {
@@ -491,7 +497,7 @@ func restoreState(b []byte) (*forecasterState, error) {
 	for k, v := range d.Demand {
 		s.demand[k] = v
 	}
-	s.seq, s.observed, s.rejected = d.Seq, d.Observed, d.Rejected
+	s.seq, s.observed, s.rejected, s.util = d.Seq, d.Observed, d.Rejected, d.Util
 	return s, nil
 }
 

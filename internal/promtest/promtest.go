@@ -1,0 +1,88 @@
+// Package promtest starts a real Prometheus server (Debian's `prometheus`
+// package; `make prometheus` installs it) on 127.0.0.1 with a free port,
+// scraping the targets a test gives it, and stops it afterwards.
+package promtest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Server is a running Prometheus.
+type Server struct {
+	URL string
+	cmd *exec.Cmd
+	log *strings.Builder
+}
+
+// Start starts Prometheus scraping targets (host:port, path /metrics) every
+// interval. The server stops when the test ends. A missing binary fails the
+// test with how to install it.
+func Start(t testing.TB, interval time.Duration, targets ...string) *Server {
+	t.Helper()
+	bin, err := exec.LookPath("prometheus")
+	if err != nil {
+		t.Fatalf("promtest: no prometheus binary (%v): run `make prometheus` (apt-get install prometheus)", err)
+	}
+	dir := t.TempDir()
+	quoted := make([]string, len(targets))
+	for i, tg := range targets {
+		quoted[i] = fmt.Sprintf("%q", tg)
+	}
+	config := fmt.Sprintf("global:\n  scrape_interval: %s\n  evaluation_interval: %s\nscrape_configs:\n  - job_name: test\n    static_configs:\n      - targets: [%s]\n",
+		interval, interval, strings.Join(quoted, ", "))
+	cfg := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	log := &strings.Builder{}
+	cmd := exec.Command(bin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr, "--log.level=warn")
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("promtest: start %s: %v", bin, err)
+	}
+	s := &Server{URL: "http://" + addr, cmd: cmd, log: log}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+"/-/ready", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return s
+			}
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("promtest: prometheus not ready at %s within 30 s:\n%s", s.URL, log.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
