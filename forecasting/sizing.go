@@ -368,7 +368,15 @@ const (
 	numTargets
 )
 
-var targetFloor = [numTargets]float64{1, 1e-3, 1e-3, 1, 1}
+// targetFloor is the least value of each target: no task runs in less than
+// 1 MiB, and a smaller measured peak (a heap that shrank while it ran) says
+// nothing about its needs.
+var targetFloor = [numTargets]float64{1 << 20, 1e-3, 1e-3, 1, 1}
+
+// maxGrowth bounds a memory target at this many times the largest peak the
+// stage has shown (or its request, if larger): an out-of-memory retry is
+// cheaper than an allocation a distribution's tail made up.
+const maxGrowth = 4
 
 // rateKinds are the rate targets' resource kinds, from cpuRes on.
 var rateKinds = [numTargets]resources.Kind{cpuRes: resources.CPU, diskRes: resources.DiskBytes, netRes: resources.NetBytes}
@@ -389,7 +397,7 @@ func (h *Headstart) Size(t Task) Sizing {
 		return Sizing{Memory: Estimate{Target: m, Lower: 0, Upper: m}}
 	}
 	if len(st.x) < h.opts.MinHistory {
-		maxed := st.maxMem * h.opts.Margin
+		maxed := math.Max(st.maxMem, targetFloor[memoryRes]) * h.opts.Margin
 		return Sizing{Memory: Estimate{Target: maxed, Lower: 0, Upper: maxed}}
 	}
 	x := logx(t.InputBytes)
@@ -411,6 +419,9 @@ func (h *Headstart) Size(t Task) Sizing {
 	// A user's request is a limit the task could not have exceeded.
 	if t.RequestMemory > 0 && s.Memory.Target > t.RequestMemory {
 		s.Memory.Target = t.RequestMemory
+	}
+	if limit := math.Max(maxGrowth*math.Max(st.maxMem, targetFloor[memoryRes]), t.RequestMemory); s.Memory.Target > limit {
+		s.Memory.Target = limit
 	}
 
 	rt := h.predict(st, runtimeRes, st.best(runtimeRes), x)

@@ -25,9 +25,10 @@ type ForecasterOptions struct {
 	Quantile float64
 	// Window of recent tasks per stage the sizer keeps. If not set, 50.
 	Window int
-	// DriftThreshold is the recent mean absolute percentage error of a
-	// stage's memory prediction past which the stage is refitted from its
-	// latest tasks only. If not set, 0.3 (a stage whose memory doubles errs by 0.5).
+	// DriftThreshold is the recent under-prediction (signed percentage
+	// error, positive when tasks use more) of a stage's median memory
+	// prediction past which the stage is refitted from its latest tasks only.
+	// If not set, 0.3 (a stage whose memory doubles errs by 0.5).
 	DriftThreshold float64
 	// MaxRunningInstances bounds the workflow runs tracked for "what comes
 	// next"; the least recently seen is forgotten past it. If not set, 1000.
@@ -260,8 +261,9 @@ func (s *forecasterState) score(o forecasting.Observation) {
 		s.feedback[o.Stage] = f
 	}
 	// Errors are of the median estimate, not of the target, which sits
-	// above it by design.
-	err := (o.PeakMemoryBytes - p.Memory.Median) / o.PeakMemoryBytes
+	// above it by design; both sides floored at 1 MiB, as the sizer does.
+	actual := math.Max(o.PeakMemoryBytes, 1<<20)
+	err := (actual - math.Max(p.Memory.Median, 1<<20)) / actual
 	rtErr := 0.0
 	if p.HasRuntime && o.Wall > 0 {
 		rtErr = math.Abs(o.Wall.Seconds()-p.Runtime.Target) / o.Wall.Seconds()
@@ -277,9 +279,11 @@ func (s *forecasterState) score(o forecasting.Observation) {
 	if o.PeakMemoryBytes >= p.Memory.Lower && o.PeakMemoryBytes <= p.Memory.Upper {
 		f.Inside++
 	}
-	// A stage whose errors drift past the threshold is refitted at once from
-	// its newest tasks: what it did before the change no longer applies.
-	if f.Scored >= 3 && f.MAPE > s.opts.DriftThreshold {
+	// A stage that has come to need more than predicted (its bias drifts
+	// past the threshold) is refitted at once from its newest tasks: what it
+	// did before the change no longer applies. A noisy stage errs both ways
+	// and keeps a small bias; one that needs less is left to its window.
+	if f.Scored >= 3 && f.Bias > s.opts.DriftThreshold {
 		s.sizer.Forget(o.Stage)
 		f.Refits++
 		f.MAPE = 0
