@@ -44,6 +44,7 @@ func (o Options) withDefaults() Options {
 // Register registers the control plane's workflows on a worker or a replayer.
 func Register(r sdkworker.WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(Forecaster, workflow.RegisterOptions{Name: ForecasterWorkflowName})
+	r.RegisterWorkflowWithOptions(Ledger, workflow.RegisterOptions{Name: LedgerWorkflowName})
 }
 
 // RegisterActivities registers the control plane's activities, exporting

@@ -1,0 +1,258 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"time"
+
+	"github.com/headstart-dev/headstart/resources"
+)
+
+// Errors a ledger returns; test for them with errors.Is. Across a Temporal
+// update they arrive as application errors whose type is the error's text
+// (see ledgerErrorType).
+var (
+	ErrInvalidReservation   = errors.New("invalid reservation request")
+	ErrInsufficientCapacity = errors.New("insufficient capacity")
+	ErrUnknownPool          = errors.New("unknown resource pool")
+	ErrUnknownReservation   = errors.New("unknown reservation")
+	ErrCapacityBelowHard    = errors.New("capacity below hard reservations")
+)
+
+// MaxReservationTTL bounds a reservation's time to live.
+const MaxReservationTTL = 24 * time.Hour
+
+// Reservation is capacity held for a stage in a pool.
+type Reservation struct {
+	Key       string           `json:"key"` // idempotency key: one reservation per key
+	Pool      string           `json:"pool"`
+	Stage     string           `json:"stage"`
+	Resources resources.Vector `json:"resources"`
+	// Soft reservations are reclaimed when a hard request needs the room;
+	// hard ones are never reclaimed.
+	Soft     bool      `json:"soft"`
+	Priority int       `json:"priority"` // higher is more important
+	Created  time.Time `json:"created"`
+	Expires  time.Time `json:"expires"`
+}
+
+// ReserveRequest asks a ledger to hold capacity.
+type ReserveRequest struct {
+	Key       string
+	Pool      string
+	Stage     string
+	Resources resources.Vector
+	TTL       time.Duration
+	Priority  int
+	Soft      bool
+}
+
+// Validate rejects a malformed request before anything is written.
+func (r ReserveRequest) Validate(pool string) error {
+	switch {
+	case r.Pool != pool:
+		return fmt.Errorf("%w: %q (this ledger holds %q)", ErrUnknownPool, r.Pool, pool)
+	case r.Key == "":
+		return fmt.Errorf("%w: empty key", ErrInvalidReservation)
+	case r.Stage == "":
+		return fmt.Errorf("%w: empty stage", ErrInvalidReservation)
+	case r.TTL <= 0 || r.TTL > MaxReservationTTL:
+		return fmt.Errorf("%w: ttl %v, want (0, %v]", ErrInvalidReservation, r.TTL, MaxReservationTTL)
+	case r.Resources.IsZero():
+		return fmt.Errorf("%w: no resources", ErrInvalidReservation)
+	}
+	if err := r.Resources.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidReservation, err)
+	}
+	return nil
+}
+
+// ReserveResult says what a reservation request did.
+type ReserveResult struct {
+	Reservation Reservation `json:"reservation"`
+	// Existing is true when the key was already reserved: nothing changed.
+	Existing bool `json:"existing"`
+	// Reclaimed lists the soft reservations taken back to make room.
+	Reclaimed []string `json:"reclaimed,omitempty"`
+}
+
+// ledgerState is a pool's capacity and reservations. Deterministic.
+type ledgerState struct {
+	Pool         string
+	Capacity     resources.Vector
+	Reservations []Reservation // sorted by key
+	Reclaims     int64
+	Expiries     int64
+}
+
+func (l *ledgerState) find(key string) int {
+	i := sort.Search(len(l.Reservations), func(i int) bool { return l.Reservations[i].Key >= key })
+	if i < len(l.Reservations) && l.Reservations[i].Key == key {
+		return i
+	}
+	return -1
+}
+
+// used returns the sum of the hard and of the soft reservations.
+func (l *ledgerState) used() (hard, soft resources.Vector) {
+	for _, r := range l.Reservations {
+		if r.Soft {
+			soft = soft.Add(r.Resources)
+		} else {
+			hard = hard.Add(r.Resources)
+		}
+	}
+	return hard, soft
+}
+
+// Free is the capacity no reservation holds.
+func (l *ledgerState) Free() resources.Vector {
+	hard, soft := l.used()
+	return l.Capacity.Sub(hard).Sub(soft).ClampZero()
+}
+
+// expire releases reservations whose time is up and returns their keys.
+func (l *ledgerState) expire(now time.Time) []string {
+	var gone []string
+	kept := l.Reservations[:0]
+	for _, r := range l.Reservations {
+		if !r.Expires.After(now) {
+			gone = append(gone, r.Key)
+			continue
+		}
+		kept = append(kept, r)
+	}
+	l.Reservations = kept
+	l.Expiries += int64(len(gone))
+	return gone
+}
+
+// reclaimOrder lists soft reservations in the order they are reclaimed:
+// lowest priority first, then newest first, then by key.
+func (l *ledgerState) reclaimOrder() []Reservation {
+	var soft []Reservation
+	for _, r := range l.Reservations {
+		if r.Soft {
+			soft = append(soft, r)
+		}
+	}
+	sort.SliceStable(soft, func(i, j int) bool {
+		a, b := soft[i], soft[j]
+		if a.Priority != b.Priority {
+			return a.Priority < b.Priority
+		}
+		if !a.Created.Equal(b.Created) {
+			return a.Created.After(b.Created)
+		}
+		return a.Key < b.Key
+	})
+	return soft
+}
+
+// reserve holds capacity for a valid request at time now. A request whose
+// key is already held returns that reservation unchanged. A hard request
+// may reclaim soft reservations; a soft one takes only free capacity.
+func (l *ledgerState) reserve(req ReserveRequest, now time.Time) (ReserveResult, error) {
+	l.expire(now)
+	if i := l.find(req.Key); i >= 0 {
+		return ReserveResult{Reservation: l.Reservations[i], Existing: true}, nil
+	}
+	hard, soft := l.used()
+	var reclaim []string
+	if !(hard.Add(soft).Add(req.Resources)).Fits(l.Capacity) {
+		if req.Soft || !hard.Add(req.Resources).Fits(l.Capacity) {
+			return ReserveResult{}, fmt.Errorf("%w in pool %s for %s: want %v, free %v", ErrInsufficientCapacity, l.Pool, req.Stage, req.Resources, l.Free())
+		}
+		for _, r := range l.reclaimOrder() {
+			soft = soft.Sub(r.Resources)
+			reclaim = append(reclaim, r.Key)
+			if hard.Add(soft.ClampZero()).Add(req.Resources).Fits(l.Capacity) {
+				break
+			}
+		}
+	}
+	for _, k := range reclaim {
+		l.remove(k)
+	}
+	l.Reclaims += int64(len(reclaim))
+	r := Reservation{Key: req.Key, Pool: l.Pool, Stage: req.Stage, Resources: req.Resources, Soft: req.Soft,
+		Priority: req.Priority, Created: now, Expires: now.Add(req.TTL)}
+	i := sort.Search(len(l.Reservations), func(i int) bool { return l.Reservations[i].Key >= r.Key })
+	l.Reservations = append(l.Reservations, Reservation{})
+	copy(l.Reservations[i+1:], l.Reservations[i:])
+	l.Reservations[i] = r
+	return ReserveResult{Reservation: r, Reclaimed: reclaim}, nil
+}
+
+func (l *ledgerState) remove(key string) bool {
+	i := l.find(key)
+	if i < 0 {
+		return false
+	}
+	l.Reservations = append(l.Reservations[:i], l.Reservations[i+1:]...)
+	return true
+}
+
+// release removes a reservation. Releasing a key that is not held is not an
+// error (a retried release, or one that expired): it reports false.
+func (l *ledgerState) release(key string, now time.Time) bool {
+	l.expire(now)
+	return l.remove(key)
+}
+
+// setCapacity changes the pool's capacity, reclaiming soft reservations that
+// no longer fit; it refuses a capacity below the hard reservations.
+func (l *ledgerState) setCapacity(c resources.Vector, now time.Time) ([]string, error) {
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: capacity: %w", ErrInvalidReservation, err)
+	}
+	l.expire(now)
+	hard, soft := l.used()
+	if !hard.Fits(c) {
+		return nil, fmt.Errorf("%w: capacity %v, hard reservations %v", ErrCapacityBelowHard, c, hard)
+	}
+	var reclaim []string
+	for _, r := range l.reclaimOrder() {
+		if hard.Add(soft).Fits(c) {
+			break
+		}
+		soft = soft.Sub(r.Resources).ClampZero()
+		reclaim = append(reclaim, r.Key)
+	}
+	for _, k := range reclaim {
+		l.remove(k)
+	}
+	l.Reclaims += int64(len(reclaim))
+	l.Capacity = c
+	return reclaim, nil
+}
+
+// nextExpiry is when the earliest reservation expires (zero if none).
+func (l *ledgerState) nextExpiry() time.Time {
+	var next time.Time
+	for _, r := range l.Reservations {
+		if next.IsZero() || r.Expires.Before(next) {
+			next = r.Expires
+		}
+	}
+	return next
+}
+
+// checkInvariants reports a broken invariant: hard reservations never exceed
+// capacity, and neither do hard and soft together.
+func (l *ledgerState) checkInvariants() error {
+	hard, soft := l.used()
+	const eps = 1e-6
+	for k := range resources.NumKinds {
+		c := l.Capacity.Get(k)
+		if hard.Get(k) > c+eps*math.Max(1, c) {
+			return fmt.Errorf("hard %s %v exceeds capacity %v", k, hard.Get(k), c)
+		}
+		if hard.Get(k)+soft.Get(k) > c+eps*math.Max(1, c) {
+			return fmt.Errorf("reserved %s %v exceeds capacity %v", k, hard.Get(k)+soft.Get(k), c)
+		}
+	}
+	return nil
+}
