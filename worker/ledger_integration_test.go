@@ -1,0 +1,110 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	sdkworker "go.temporal.io/sdk/worker"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/headstart-dev/headstart/internal/temporaltest"
+	"github.com/headstart-dev/headstart/resources"
+	headstart "github.com/headstart-dev/headstart/worker"
+)
+
+const recordedLedgerHistory = "testdata/ledger-history.json"
+
+func reserve(ctx context.Context, t *testing.T, c client.Client, id string, r headstart.ReserveRequest) (headstart.ReserveResult, error) {
+	t.Helper()
+	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: id, UpdateName: headstart.UpdateReserve, Args: []any{r}, WaitForStage: client.WorkflowUpdateStageCompleted})
+	if err != nil {
+		return headstart.ReserveResult{}, err
+	}
+	var res headstart.ReserveResult
+	err = h.Get(ctx, &res)
+	return res, err
+}
+
+// TestLedgerOnDevServer: reservations through real updates; typed errors
+// cross the wire; the history replays.
+func TestLedgerOnDevServer(t *testing.T) {
+	srv := temporaltest.Shared(t)
+	c := srv.Client()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	opts := headstart.Options{TaskQueue: "headstart-ledger-it"}
+	w, err := headstart.New(c, opts)
+	require.NoError(t, err)
+	require.NoError(t, w.Start())
+	defer w.Stop()
+
+	capacity := resources.Vector{}.With(resources.CPU, 8).With(resources.Memory, 32<<30)
+	id := headstart.LedgerWorkflowID("it-pool")
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: opts.TaskQueue}, headstart.LedgerWorkflowName,
+		headstart.LedgerInput{Pool: "it-pool", Capacity: capacity})
+	require.NoError(t, err)
+
+	r := headstart.ReserveRequest{Key: "prefetch-1", Pool: "it-pool", Stage: "Pipeline/Train", TTL: time.Hour, Soft: true,
+		Resources: resources.Vector{}.With(resources.CPU, 4).With(resources.Memory, 8<<30)}
+	res, err := reserve(ctx, t, c, id, r)
+	require.NoError(t, err)
+	require.False(t, res.Existing)
+	res, err = reserve(ctx, t, c, id, r)
+	require.NoError(t, err)
+	require.True(t, res.Existing)
+
+	bad := r
+	bad.Resources = resources.Vector{}.With(resources.CPU, -2)
+	_, err = reserve(ctx, t, c, id, bad)
+	var app *temporal.ApplicationError
+	require.True(t, errors.As(err, &app), "%v", err)
+	require.Equal(t, "InvalidReservation", app.Type())
+
+	hard := r
+	hard.Key, hard.Soft, hard.Resources = "run-7", false, resources.Vector{}.With(resources.CPU, 6)
+	res, err = reserve(ctx, t, c, id, hard)
+	require.NoError(t, err)
+	require.Equal(t, []string{"prefetch-1"}, res.Reclaimed)
+
+	v, err := c.QueryWorkflow(ctx, id, "", headstart.QueryPool)
+	require.NoError(t, err)
+	var pool headstart.PoolStatus
+	require.NoError(t, v.Get(&pool))
+	require.Equal(t, 1, pool.Reservations)
+	require.Equal(t, 6.0, pool.Hard.Get(resources.CPU))
+
+	it := c.GetWorkflowHistory(ctx, id, run.GetRunID(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	hist := &historypb.History{}
+	for it.HasNext() {
+		e, err := it.Next()
+		require.NoError(t, err)
+		hist.Events = append(hist.Events, e)
+	}
+	replayer := sdkworker.NewWorkflowReplayer()
+	headstart.Register(replayer)
+	require.NoError(t, replayer.ReplayWorkflowHistory(nil, hist))
+	if *record {
+		b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(hist)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(recordedLedgerHistory, b, 0o644))
+	}
+	require.NoError(t, c.CancelWorkflow(ctx, id, ""))
+}
+
+// TestReplayRecordedLedgerHistory guards the ledger's determinism across code changes.
+func TestReplayRecordedLedgerHistory(t *testing.T) {
+	if *record {
+		t.Skip("recording")
+	}
+	replayer := sdkworker.NewWorkflowReplayer()
+	headstart.Register(replayer)
+	require.NoError(t, replayer.ReplayWorkflowHistoryFromJSONFile(nil, recordedLedgerHistory))
+}
