@@ -29,6 +29,7 @@ func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 	var s testsuite.WorkflowTestSuite
 	s.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	env := s.NewTestWorkflowEnvironment()
+	env.SetTestTimeout(2 * time.Minute) // real time: fitting demand trains an LSTM, slow under -race
 	env.RegisterWorkflowWithOptions(Forecaster, workflow.RegisterOptions{Name: ForecasterWorkflowName})
 	require.NoError(t, RegisterActivities(env, prometheus.NewRegistry()))
 	return env
