@@ -15,13 +15,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/stretchr/testify/require"
-	enumspb "go.temporal.io/api/enums/v1"
-	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/headstart-dev/headstart/forecasting"
 	"github.com/headstart-dev/headstart/interceptors"
@@ -183,15 +180,14 @@ func TestProfilerMeasuresThePipeline(t *testing.T) {
 	})
 
 	t.Run("the workflow replays deterministically with the profiler", func(t *testing.T) {
-		history := fetchHistory(ctx, t, c, run)
+		history, err := temporaltest.History(ctx, c, run.GetID(), run.GetRunID())
+		require.NoError(t, err)
 		replayer, err := worker.NewWorkflowReplayerWithOptions(worker.WorkflowReplayerOptions{Interceptors: []interceptor.WorkerInterceptor{prof}})
 		require.NoError(t, err)
 		replayer.RegisterWorkflow(pipeline.Pipeline)
 		require.NoError(t, replayer.ReplayWorkflowHistory(nil, history))
 		if *record {
-			b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(history)
-			require.NoError(t, err)
-			require.NoError(t, os.WriteFile(recordedHistory, b, 0o644))
+			require.NoError(t, temporaltest.WriteHistory(recordedHistory, history))
 		}
 	})
 
@@ -235,24 +231,14 @@ func TestReplayRecordedProfiledHistory(t *testing.T) {
 	require.NoError(t, replayer.ReplayWorkflowHistoryFromJSONFile(nil, recordedHistory))
 }
 
-func fetchHistory(ctx context.Context, t *testing.T, c client.Client, run client.WorkflowRun) *historypb.History {
-	t.Helper()
-	it := c.GetWorkflowHistory(ctx, run.GetID(), run.GetRunID(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	h := &historypb.History{}
-	for it.HasNext() {
-		e, err := it.Next()
-		require.NoError(t, err)
-		h.Events = append(h.Events, e)
-	}
-	return h
-}
-
 // payloadSizesFromHistory returns, per activity type, the sizes of the input
 // payload data as scheduled and of the result payload data as completed.
 func payloadSizesFromHistory(ctx context.Context, t *testing.T, c client.Client, run client.WorkflowRun) (in, out map[string][]int) {
 	in, out = map[string][]int{}, map[string][]int{}
 	types := map[int64]string{}
-	for _, e := range fetchHistory(ctx, t, c, run).Events {
+	history, err := temporaltest.History(ctx, c, run.GetID(), run.GetRunID())
+	require.NoError(t, err)
+	for _, e := range history.Events {
 		if a := e.GetActivityTaskScheduledEventAttributes(); a != nil {
 			types[e.EventId] = a.ActivityType.Name
 			n := 0

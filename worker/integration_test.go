@@ -10,13 +10,10 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	enumspb "go.temporal.io/api/enums/v1"
-	historypb "go.temporal.io/api/history/v1"
 	sdkpb "go.temporal.io/api/sdk/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/interceptor"
 	sdkworker "go.temporal.io/sdk/worker"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/headstart-dev/headstart/interceptors"
 	"github.com/headstart-dev/headstart/internal/temporaltest"
@@ -104,17 +101,9 @@ func TestForecasterPredictsThePipelineOnDevServer(t *testing.T) {
 
 	if *record {
 		require.NoError(t, prof.Close(ctx))
-		it := c.GetWorkflowHistory(ctx, headstart.ForecasterWorkflowID(opts.Fleet), "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-		h := &historypb.History{}
-		for it.HasNext() {
-			e, err := it.Next()
-			require.NoError(t, err)
-			h.Events = append(h.Events, e)
-		}
-		b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(h)
+		h, err := temporaltest.History(ctx, c, headstart.ForecasterWorkflowID(opts.Fleet), "")
 		require.NoError(t, err)
-		require.NoError(t, os.MkdirAll("testdata", 0o755))
-		require.NoError(t, os.WriteFile(recordedHistory, b, 0o644))
+		require.NoError(t, temporaltest.WriteHistory(recordedHistory, h))
 	}
 }
 

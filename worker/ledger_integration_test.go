@@ -3,17 +3,13 @@ package worker_test
 import (
 	"context"
 	"errors"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	enumspb "go.temporal.io/api/enums/v1"
-	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	sdkworker "go.temporal.io/sdk/worker"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/headstart-dev/headstart/internal/temporaltest"
 	"github.com/headstart-dev/headstart/resources"
@@ -81,20 +77,13 @@ func TestLedgerOnDevServer(t *testing.T) {
 	require.Equal(t, 1, pool.Reservations)
 	require.Equal(t, 6.0, pool.Hard.Get(resources.CPU))
 
-	it := c.GetWorkflowHistory(ctx, id, run.GetRunID(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	hist := &historypb.History{}
-	for it.HasNext() {
-		e, err := it.Next()
-		require.NoError(t, err)
-		hist.Events = append(hist.Events, e)
-	}
+	hist, err := temporaltest.History(ctx, c, id, run.GetRunID())
+	require.NoError(t, err)
 	replayer := sdkworker.NewWorkflowReplayer()
 	headstart.Register(replayer)
 	require.NoError(t, replayer.ReplayWorkflowHistory(nil, hist))
 	if *record {
-		b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(hist)
-		require.NoError(t, err)
-		require.NoError(t, os.WriteFile(recordedLedgerHistory, b, 0o644))
+		require.NoError(t, temporaltest.WriteHistory(recordedLedgerHistory, hist))
 	}
 	require.NoError(t, c.CancelWorkflow(ctx, id, ""))
 }

@@ -477,29 +477,24 @@ func restoreState(b []byte) (*forecasterState, error) {
 	if d.Graph != nil {
 		s.graph = d.Graph
 	}
-	//workflowcheck:ignore copying map to map does not depend on order
-	for k, v := range d.Feedback {
-		s.feedback[k] = v
+	// Maps decoded from the checkpoint are the state's own from here on.
+	if d.Feedback != nil {
+		s.feedback = d.Feedback
 	}
-	//workflowcheck:ignore copying map to map does not depend on order
-	for k, v := range d.Current {
-		s.current[k] = v
+	if d.Current != nil {
+		s.current = d.Current
 	}
-	//workflowcheck:ignore copying map to map does not depend on order
-	for k, v := range d.Workflows {
-		s.workflows[k] = v
+	if d.Workflows != nil {
+		s.workflows = d.Workflows
 	}
-	//workflowcheck:ignore copying map to map does not depend on order
-	for k, v := range d.Instances {
-		s.instances[k] = v
+	if d.Instances != nil {
+		s.instances = d.Instances
 	}
-	//workflowcheck:ignore copying map to map does not depend on order
-	for k, v := range d.Arrivals {
-		s.arrivals[k] = v
+	if d.Arrivals != nil {
+		s.arrivals = d.Arrivals
 	}
-	//workflowcheck:ignore copying map to map does not depend on order
-	for k, v := range d.Demand {
-		s.demand[k] = v
+	if d.Demand != nil {
+		s.demand = d.Demand
 	}
 	s.seq, s.observed, s.rejected, s.util = d.Seq, d.Observed, d.Rejected, d.Util
 	return s, nil

@@ -4,16 +4,12 @@ import (
 	"context"
 	"flag"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	enumspb "go.temporal.io/api/enums/v1"
-	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/headstart-dev/headstart/internal/temporaltest"
 )
@@ -45,7 +41,8 @@ func TestPipelineEndToEndOnDevServer(t *testing.T) {
 	require.Len(t, r.ShardDigests, 4)
 	require.Equal(t, int64(16<<20), r.TrainedBytes)
 
-	history := fetchHistory(ctx, t, c, run)
+	history, err := temporaltest.History(ctx, c, run.GetID(), run.GetRunID())
+	require.NoError(t, err)
 	scheduled := map[string]int{}
 	var publishAttempt int32
 	startedType := map[int64]string{}
@@ -66,10 +63,7 @@ func TestPipelineEndToEndOnDevServer(t *testing.T) {
 	require.NoError(t, replayer.ReplayWorkflowHistory(nil, history))
 
 	if *record {
-		b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(history)
-		require.NoError(t, err)
-		require.NoError(t, os.MkdirAll(filepath.Dir(recordedHistory), 0o755))
-		require.NoError(t, os.WriteFile(recordedHistory, b, 0o644))
+		require.NoError(t, temporaltest.WriteHistory(recordedHistory, history))
 	}
 }
 
@@ -82,16 +76,4 @@ func TestReplayRecordedHistory(t *testing.T) {
 	replayer := worker.NewWorkflowReplayer()
 	replayer.RegisterWorkflow(Pipeline)
 	require.NoError(t, replayer.ReplayWorkflowHistoryFromJSONFile(nil, recordedHistory))
-}
-
-func fetchHistory(ctx context.Context, t *testing.T, c client.Client, run client.WorkflowRun) *historypb.History {
-	t.Helper()
-	it := c.GetWorkflowHistory(ctx, run.GetID(), run.GetRunID(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	h := &historypb.History{}
-	for it.HasNext() {
-		e, err := it.Next()
-		require.NoError(t, err)
-		h.Events = append(h.Events, e)
-	}
-	return h
 }

@@ -20,8 +20,8 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/headstart-dev/headstart/interceptors"
-	headstart "github.com/headstart-dev/headstart/worker"
 	"github.com/headstart-dev/headstart/samples/pipeline"
+	headstart "github.com/headstart-dev/headstart/worker"
 )
 
 func main() {
