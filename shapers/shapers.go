@@ -1,0 +1,101 @@
+// Package shapers defines the contract for changing real capacity — worker
+// replicas on a task queue, a container's or VM's CPU and memory, cgroup
+// limits, bandwidth and IOPS shares, placement — and shapertest holds the
+// conformance suite every implementation passes. Each target lives in its own
+// subpackage with its own client library; this root package imports only
+// resources and the standard library.
+package shapers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/headstart-dev/headstart/resources"
+)
+
+// Target names what a shaper changes, e.g. {Kind: "workerpool", Name: "pipeline-train"}.
+type Target struct {
+	Kind string `json:"kind"`
+	Name string `json:"name"`
+}
+
+func (t Target) String() string { return t.Kind + "/" + t.Name }
+
+// Desired is the state an action asks for; nil fields are left as they are.
+type Desired struct {
+	// Replicas of the target (worker processes, pods).
+	Replicas *int `json:"replicas,omitempty"`
+	// Resources of each replica.
+	Resources *resources.Vector `json:"resources,omitempty"`
+	// Concurrency of each replica (activities it runs at once).
+	Concurrency *int `json:"concurrency,omitempty"`
+}
+
+// Action asks a shaper to bring a target to a desired state.
+type Action struct {
+	Target  Target  `json:"target"`
+	Desired Desired `json:"desired"`
+	// Reason says why, for people reading logs and the Web UI.
+	Reason string `json:"reason"`
+	// DryRun validates the action and reports what would change without changing anything.
+	DryRun bool `json:"dry_run,omitempty"`
+}
+
+// Validate rejects an action no shaper can apply.
+func (a Action) Validate() error {
+	switch {
+	case a.Target.Kind == "" || a.Target.Name == "":
+		return fmt.Errorf("%w: target %q has no kind or name", ErrInvalidAction, a.Target)
+	case a.Reason == "":
+		return fmt.Errorf("%w: %s: no reason given", ErrInvalidAction, a.Target)
+	case a.Desired.Replicas != nil && *a.Desired.Replicas < 0:
+		return fmt.Errorf("%w: %s: %d replicas", ErrInvalidAction, a.Target, *a.Desired.Replicas)
+	case a.Desired.Concurrency != nil && *a.Desired.Concurrency < 1:
+		return fmt.Errorf("%w: %s: concurrency %d", ErrInvalidAction, a.Target, *a.Desired.Concurrency)
+	}
+	if a.Desired.Resources != nil {
+		if err := a.Desired.Resources.Validate(); err != nil {
+			return fmt.Errorf("%w: %s: %w", ErrInvalidAction, a.Target, err)
+		}
+	}
+	return nil
+}
+
+// Status is a target's observed state.
+type Status struct {
+	Target Target `json:"target"`
+	// Replicas asked for, and those ready to work.
+	Replicas int `json:"replicas"`
+	Ready    int `json:"ready"`
+	// Resources and Concurrency of each replica, where the shaper manages them.
+	Resources   resources.Vector `json:"resources"`
+	Concurrency int              `json:"concurrency,omitempty"`
+	// Converged is true when the observed state is the desired one.
+	Converged bool   `json:"converged"`
+	Message   string `json:"message,omitempty"`
+}
+
+// Shaper changes real capacity for one kind of target. Implementations are
+// safe for concurrent use, and Apply is idempotent and level-based: applying
+// the same action twice leaves the same state; Apply returns once the change
+// is requested, and Status reports when it has taken effect.
+type Shaper interface {
+	Status(ctx context.Context, t Target) (Status, error)
+	Apply(ctx context.Context, a Action) (Status, error)
+}
+
+// Closer is a shaper holding resources (processes, connections) to release.
+type Closer interface {
+	Close(ctx context.Context) error
+}
+
+// Errors shapers return; test for them with errors.Is.
+var (
+	ErrInvalidAction = errors.New("invalid shaping action")
+	ErrUnknownTarget = errors.New("unknown shaping target")
+	ErrUnsupported   = errors.New("not supported by this shaper")
+)
+
+// Int returns a pointer to n, for Desired fields.
+func Int(n int) *int { return &n }

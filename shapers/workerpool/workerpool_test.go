@@ -1,0 +1,151 @@
+package workerpool_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	taskqueuepb "go.temporal.io/api/taskqueue/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/headstart-dev/headstart/internal/temporaltest"
+	"github.com/headstart-dev/headstart/resources"
+	"github.com/headstart-dev/headstart/shapers"
+	"github.com/headstart-dev/headstart/shapers/shapertest"
+	"github.com/headstart-dev/headstart/shapers/workerpool"
+)
+
+// The test binary doubles as the replicas' worker: with HEADSTART_CHILD set
+// it runs a Temporal worker on the queue (or, without an address, just waits)
+// until SIGTERM.
+func TestMain(m *testing.M) {
+	if queue := os.Getenv("HEADSTART_CHILD_QUEUE"); queue != "" {
+		os.Exit(child(queue))
+	}
+	os.Exit(temporaltest.Main(m))
+}
+
+func child(queue string) int {
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	address := os.Getenv("HEADSTART_CHILD_ADDRESS")
+	if address == "" {
+		<-stop
+		return 0
+	}
+	c, err := client.Dial(client.Options{HostPort: address, Identity: fmt.Sprintf("replica-%d", os.Getpid())})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer c.Close()
+	concurrency, _ := strconv.Atoi(os.Getenv("HEADSTART_CHILD_CONCURRENCY"))
+	w := worker.New(c, queue, worker.Options{MaxConcurrentActivityExecutionSize: concurrency})
+	w.RegisterActivity(func(ctx context.Context) (int, error) { return os.Getpid(), nil })
+	interrupt := make(chan any)
+	go func() { <-stop; close(interrupt) }()
+	if err := w.Run(interrupt); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+func command(address string) func(string, int) *exec.Cmd {
+	return func(queue string, concurrency int) *exec.Cmd {
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), "HEADSTART_CHILD_QUEUE="+queue, "HEADSTART_CHILD_ADDRESS="+address,
+			"HEADSTART_CHILD_CONCURRENCY="+strconv.Itoa(concurrency))
+		return cmd
+	}
+}
+
+func TestWorkerPoolPassesTheConformanceSuite(t *testing.T) {
+	s, err := workerpool.New(workerpool.Options{Command: command(""), StartupDelay: 50 * time.Millisecond})
+	require.NoError(t, err)
+	defer s.Close(context.Background())
+	shapertest.Run(t, s, shapertest.Options{Target: shapers.Target{Kind: workerpool.Kind, Name: "conformance"}})
+
+	cpu := resources.Vector{}.With(resources.CPU, 2)
+	_, err = s.Apply(context.Background(), shapers.Action{Target: shapers.Target{Kind: workerpool.Kind, Name: "q"},
+		Desired: shapers.Desired{Resources: &cpu}, Reason: "x"})
+	require.ErrorIs(t, err, shapers.ErrUnsupported)
+	_, err = workerpool.New(workerpool.Options{})
+	require.ErrorIs(t, err, workerpool.ErrNoCommand)
+}
+
+// pollers returns the identities polling a queue for activities.
+func pollers(ctx context.Context, t *testing.T, c client.Client, queue string) map[string]bool {
+	resp, err := c.WorkflowService().DescribeTaskQueue(ctx, &workflowservice.DescribeTaskQueueRequest{
+		Namespace: "default", TaskQueue: &taskqueuepb.TaskQueue{Name: queue, Kind: enumspb.TASK_QUEUE_KIND_NORMAL},
+		TaskQueueType: enumspb.TASK_QUEUE_TYPE_ACTIVITY,
+	})
+	require.NoError(t, err)
+	out := map[string]bool{}
+	for _, p := range resp.GetPollers() {
+		if time.Since(p.GetLastAccessTime().AsTime()) < 10*time.Second {
+			out[p.GetIdentity()] = true
+		}
+	}
+	return out
+}
+
+// TestReplicasPollTheStageQueueAndAreReplaced: real Temporal workers in
+// child processes poll the stage's queue; one that dies is replaced; a new
+// concurrency rolls them.
+func TestReplicasPollTheStageQueueAndAreReplaced(t *testing.T) {
+	srv := temporaltest.Shared(t)
+	c := srv.Client()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const queue = "stage-train-replicas"
+	s, err := workerpool.New(workerpool.Options{Command: command(srv.HostPort()), StartupDelay: 100 * time.Millisecond})
+	require.NoError(t, err)
+	defer s.Close(context.Background())
+	target := shapers.Target{Kind: workerpool.Kind, Name: queue}
+
+	start := time.Now()
+	_, err = s.Apply(ctx, shapers.Action{Target: target, Desired: shapers.Desired{Replicas: shapers.Int(2)}, Reason: "predicted burst of train"})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(pollers(ctx, t, c, queue)) == 2 }, time.Minute, 100*time.Millisecond, "two replicas should poll %s", queue)
+	t.Logf("2 replicas polling %s %v after the action (start-up delay 100ms)", queue, time.Since(start).Round(time.Millisecond))
+
+	// A replica that dies is replaced by a new process.
+	pids := s.PIDs(queue)
+	require.Len(t, pids, 2)
+	require.NoError(t, syscall.Kill(pids[0], syscall.SIGKILL))
+	require.Eventually(t, func() bool {
+		now := s.PIDs(queue)
+		return len(now) == 2 && now[0] != pids[0] && now[1] != pids[0]
+	}, time.Minute, 50*time.Millisecond, "the dead replica should be replaced")
+	require.Eventually(t, func() bool { return pollers(ctx, t, c, queue)[fmt.Sprintf("replica-%d", s.PIDs(queue)[1])] },
+		time.Minute, 100*time.Millisecond, "the replacement polls too")
+
+	// A new concurrency rolls every replica.
+	_, err = s.Apply(ctx, shapers.Action{Target: target, Desired: shapers.Desired{Concurrency: shapers.Int(3)}, Reason: "resize"})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		st, _ := s.Status(ctx, target)
+		now := s.PIDs(queue)
+		return st.Converged && st.Concurrency == 3 && len(now) == 2 && !contains(now, pids[1])
+	}, time.Minute, 50*time.Millisecond)
+}
+
+func contains(xs []int, x int) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
