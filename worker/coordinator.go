@@ -1,0 +1,140 @@
+package worker
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/headstart-dev/headstart/resources"
+)
+
+// CoordinatorOptions are the prefetch rule's knobs. Zero values take the defaults.
+type CoordinatorOptions struct {
+	// MinConfidence below which nothing is prefetched. If not set, 0.8.
+	MinConfidence float64
+	// ActuationTime is how long the shaper needs to make capacity ready (a
+	// worker's start, a pod's). If not set, 5 s.
+	ActuationTime time.Duration
+	// Lead is extra time before a predicted start at which to act. If not set, 2 s.
+	Lead time.Duration
+	// ProtectedShare of each pool that prefetching never takes: headroom for
+	// work nobody predicted. If not set, 0.2.
+	ProtectedShare float64
+	// MaxMargin is the margin over the predicted need at the lowest confidence
+	// acted on; it shrinks linearly to zero at confidence 1. If not set, 0.5.
+	MaxMargin float64
+	// MinPartial is the least share of the need worth reserving when the whole
+	// does not fit. If not set, 0.5.
+	MinPartial float64
+	// RetryAfter is how long a delayed prefetch waits before trying again. If not set, 5 s.
+	RetryAfter time.Duration
+}
+
+func (o CoordinatorOptions) withDefaults() CoordinatorOptions {
+	if o.MinConfidence <= 0 {
+		o.MinConfidence = 0.8
+	}
+	if o.ActuationTime <= 0 {
+		o.ActuationTime = 5 * time.Second
+	}
+	if o.Lead <= 0 {
+		o.Lead = 2 * time.Second
+	}
+	if o.ProtectedShare <= 0 {
+		o.ProtectedShare = 0.2
+	}
+	if o.MaxMargin <= 0 {
+		o.MaxMargin = 0.5
+	}
+	if o.MinPartial <= 0 {
+		o.MinPartial = 0.5
+	}
+	if o.RetryAfter <= 0 {
+		o.RetryAfter = 5 * time.Second
+	}
+	return o
+}
+
+// Upcoming is a stage predicted to start: when, how sure, and what it needs.
+type Upcoming struct {
+	Stage      string
+	Start      time.Time
+	Confidence float64
+	Need       resources.Vector // the predicted need of the whole stage (tasks × per-task)
+}
+
+// DecisionKind is what the coordinator does about an upcoming stage.
+type DecisionKind string
+
+// The decisions.
+const (
+	DecideSkip    DecisionKind = "skip"    // confidence below the threshold
+	DecideWait    DecisionKind = "wait"    // not yet within actuation time + lead
+	DecideReserve DecisionKind = "reserve" // reserve the need with its margin
+	DecidePartial DecisionKind = "partial" // only part fits: reserve that
+	DecideDelay   DecisionKind = "delay"   // too little room: try again after RetryAfter
+)
+
+// Decision is the coordinator's answer for one upcoming stage, with its reason.
+type Decision struct {
+	Stage   string
+	Kind    DecisionKind
+	Amount  resources.Vector // what to reserve, for reserve and partial
+	Margin  float64          // the margin applied over the need
+	ActAt   time.Time        // when to act, for wait and delay
+	Reason  string
+	Summary string // what a person reads in the Web UI
+}
+
+// Decide applies the prefetch rule to one upcoming stage at time now, given
+// the pool's capacity and what is free in it:
+//   - below MinConfidence: skip;
+//   - before its start minus (ActuationTime + Lead): wait;
+//   - otherwise reserve the need times (1 + margin), the margin shrinking
+//     from MaxMargin at MinConfidence to 0 at confidence 1;
+//   - never into the pool's ProtectedShare: if the whole does not fit, reserve
+//     what does when that is at least MinPartial of the need, else delay.
+//
+// Deterministic: the coordinator workflow calls it.
+func Decide(u Upcoming, now time.Time, capacity, free resources.Vector, opts CoordinatorOptions) Decision {
+	opts = opts.withDefaults()
+	d := Decision{Stage: u.Stage}
+	if u.Confidence < opts.MinConfidence {
+		d.Kind = DecideSkip
+		d.Reason = fmt.Sprintf("confidence %.2f is below %.2f", u.Confidence, opts.MinConfidence)
+		return d
+	}
+	lead := opts.ActuationTime + opts.Lead
+	if actAt := u.Start.Add(-lead); now.Before(actAt) {
+		d.Kind, d.ActAt = DecideWait, actAt
+		d.Reason = fmt.Sprintf("starts in %v; acting %v ahead", u.Start.Sub(now).Round(time.Millisecond), lead)
+		return d
+	}
+	span := math.Max(1-opts.MinConfidence, 1e-9)
+	d.Margin = opts.MaxMargin * math.Min(math.Max((1-u.Confidence)/span, 0), 1)
+	want := u.Need.Scale(1 + d.Margin)
+	// Prefetching may use what is free beyond the protected share of capacity.
+	usable := free.Sub(capacity.Scale(opts.ProtectedShare)).ClampZero()
+	if want.Fits(usable) {
+		d.Kind, d.Amount = DecideReserve, want
+		d.Reason = fmt.Sprintf("confidence %.2f, margin %.0f%%", u.Confidence, 100*d.Margin)
+		d.Summary = fmt.Sprintf("reserve %v for %s, confidence %.2f, lead %v", want, u.Stage, u.Confidence, u.Start.Sub(now).Round(time.Second))
+		return d
+	}
+	// The largest share of the need that fits in every resource it asks for.
+	share := math.Inf(1)
+	for k := range resources.NumKinds {
+		if w := want.Get(k); w > 0 {
+			share = math.Min(share, usable.Get(k)/w)
+		}
+	}
+	if share*(1+d.Margin) >= opts.MinPartial {
+		d.Kind, d.Amount = DecidePartial, want.Scale(share)
+		d.Reason = fmt.Sprintf("only %.0f%% fits outside the protected %.0f%%", 100*share, 100*opts.ProtectedShare)
+		d.Summary = fmt.Sprintf("reserve %v of %v for %s (partial), confidence %.2f", d.Amount, want, u.Stage, u.Confidence)
+		return d
+	}
+	d.Kind, d.ActAt = DecideDelay, now.Add(opts.RetryAfter)
+	d.Reason = fmt.Sprintf("too little room (%.0f%% of the need) outside the protected %.0f%%; retrying in %v", 100*math.Max(share, 0), 100*opts.ProtectedShare, opts.RetryAfter)
+	return d
+}
