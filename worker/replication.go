@@ -1,0 +1,68 @@
+package worker
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"time"
+)
+
+// ReplicationOptions shape how many replicas a stage gets. Zero values take the defaults.
+type ReplicationOptions struct {
+	// Levels of replicas to choose from, ascending. If not set, 1, 2, 4, 8.
+	Levels []int
+	// PerReplica is how many of the stage's tasks one replica runs at once
+	// before tasks contend: the contention threshold. If not set, 10.
+	PerReplica int
+	// ScaleDownAfter is how long a lower level must suffice before scaling
+	// down (hysteresis). If not set, 2 minutes.
+	ScaleDownAfter time.Duration
+}
+
+func (o ReplicationOptions) withDefaults() ReplicationOptions {
+	if len(o.Levels) == 0 {
+		o.Levels = []int{1, 2, 4, 8}
+	}
+	o.Levels = append([]int(nil), o.Levels...)
+	sort.Ints(o.Levels)
+	if o.PerReplica <= 0 {
+		o.PerReplica = 10
+	}
+	if o.ScaleDownAfter <= 0 {
+		o.ScaleDownAfter = 2 * time.Minute
+	}
+	return o
+}
+
+// ReplicaPlan is a stage's replication state between decisions.
+type ReplicaPlan struct {
+	Replicas int
+	// LowSince is when a lower level first sufficed (zero while none does).
+	LowSince time.Time
+}
+
+// PlanReplicas picks the replicas for a stage from its predicted peak of
+// concurrent tasks: the smallest level whose replicas run them all without
+// contention. It scales up at once and down only after the lower level has
+// sufficed for ScaleDownAfter. Deterministic.
+func PlanReplicas(prev ReplicaPlan, peakConcurrent float64, now time.Time, opts ReplicationOptions) (ReplicaPlan, string) {
+	opts = opts.withDefaults()
+	need := opts.Levels[len(opts.Levels)-1]
+	for _, l := range opts.Levels {
+		if float64(l*opts.PerReplica) >= math.Ceil(peakConcurrent) {
+			need = l
+			break
+		}
+	}
+	switch {
+	case need > prev.Replicas:
+		return ReplicaPlan{Replicas: need}, fmt.Sprintf("predicted %.1f concurrent tasks need %d replicas of %d", peakConcurrent, need, opts.PerReplica)
+	case need == prev.Replicas:
+		return ReplicaPlan{Replicas: need}, fmt.Sprintf("%d replicas suffice for %.1f concurrent tasks", need, peakConcurrent)
+	case prev.LowSince.IsZero():
+		return ReplicaPlan{Replicas: prev.Replicas, LowSince: now}, fmt.Sprintf("%d would suffice; holding %d for %v", need, prev.Replicas, opts.ScaleDownAfter)
+	case now.Sub(prev.LowSince) >= opts.ScaleDownAfter:
+		return ReplicaPlan{Replicas: need}, fmt.Sprintf("%d have sufficed for %v: scaling down from %d", need, now.Sub(prev.LowSince).Round(time.Second), prev.Replicas)
+	}
+	return prev, fmt.Sprintf("%d would suffice; holding %d", need, prev.Replicas)
+}
