@@ -15,9 +15,13 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	taskqueuepb "go.temporal.io/api/taskqueue/v1"
 	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
+	"github.com/headstart-dev/headstart/interceptors"
 	"github.com/headstart-dev/headstart/internal/temporaltest"
 	"github.com/headstart-dev/headstart/resources"
 	"github.com/headstart-dev/headstart/shapers"
@@ -51,7 +55,7 @@ func child(queue string) int {
 	defer c.Close()
 	concurrency, _ := strconv.Atoi(os.Getenv("HEADSTART_CHILD_CONCURRENCY"))
 	w := worker.New(c, queue, worker.Options{MaxConcurrentActivityExecutionSize: concurrency})
-	w.RegisterActivity(func(ctx context.Context) (int, error) { return os.Getpid(), nil })
+	w.RegisterActivityWithOptions(func(ctx context.Context) (int, error) { return os.Getpid(), nil }, activity.RegisterOptions{Name: "Heavy"})
 	interrupt := make(chan any)
 	go func() { <-stop; close(interrupt) }()
 	if err := w.Run(interrupt); err != nil {
@@ -148,4 +152,77 @@ func contains(xs []int, x int) bool {
 		}
 	}
 	return false
+}
+
+// routeWorkflow runs the Heavy stage and returns the PID of the process that ran it.
+func routeWorkflow(ctx workflow.Context) (int, error) {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute})
+	var pid int
+	err := workflow.ExecuteActivity(ctx, "Heavy").Get(ctx, &pid)
+	return pid, err
+}
+
+// TestRoutedStageRunsOnItsReplicas: with no replica ready the stage runs on
+// its own queue; once replicas poll the stage queue, the routing interceptor
+// sends the stage's activities there and they run in the replicas' processes;
+// the histories replay whatever the router holds.
+func TestRoutedStageRunsOnItsReplicas(t *testing.T) {
+	srv := temporaltest.Shared(t)
+	c := srv.Client()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const mainQueue, replicaQueue, stage = "route-main", "route-heavy-replicas", "Route/Heavy"
+
+	router := interceptors.NewRouter()
+	w := worker.New(c, mainQueue, worker.Options{Interceptors: []interceptor.WorkerInterceptor{interceptors.NewRouting(router, interceptors.RoutingOptions{})}})
+	w.RegisterWorkflowWithOptions(routeWorkflow, workflow.RegisterOptions{Name: "Route"})
+	w.RegisterActivityWithOptions(func(context.Context) (int, error) { return os.Getpid(), nil }, activity.RegisterOptions{Name: "Heavy"})
+	require.NoError(t, w.Start())
+	defer w.Stop()
+
+	run := func(id string) (int, client.WorkflowRun) {
+		r, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: mainQueue}, "Route")
+		require.NoError(t, err)
+		var pid int
+		require.NoError(t, r.Get(ctx, &pid))
+		return pid, r
+	}
+	ready := func(ctx context.Context, queue string) (bool, error) { return len(pollers(ctx, t, c, queue)) > 0, nil }
+	replicas := map[string]string{stage: replicaQueue}
+
+	// No replicas: the stage falls back to its own queue.
+	require.NoError(t, router.Sync(ctx, replicas, ready))
+	pid, before := run("route-before")
+	require.Equal(t, os.Getpid(), pid, "without replicas the activity runs on the workflow's worker")
+
+	s, err := workerpool.New(workerpool.Options{Command: command(srv.HostPort())})
+	require.NoError(t, err)
+	defer s.Close(context.Background())
+	_, err = s.Apply(ctx, shapers.Action{Target: shapers.Target{Kind: workerpool.Kind, Name: replicaQueue}, Desired: shapers.Desired{Replicas: shapers.Int(2)}, Reason: "replicate Heavy"})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		_ = router.Sync(ctx, replicas, ready)
+		_, ok := router.Route(stage)
+		return ok
+	}, time.Minute, 100*time.Millisecond, "the route appears once replicas poll")
+
+	pid, after := run("route-after")
+	require.Contains(t, s.PIDs(replicaQueue), pid, "the routed activity runs in a replica")
+
+	// Replay with an empty router: the recorded routes decide.
+	for _, r := range []client.WorkflowRun{before, after} {
+		h, err := temporaltest.History(ctx, c, r.GetID(), r.GetRunID())
+		require.NoError(t, err)
+		replayer, err := worker.NewWorkflowReplayerWithOptions(worker.WorkflowReplayerOptions{
+			Interceptors: []interceptor.WorkerInterceptor{interceptors.NewRouting(interceptors.NewRouter(), interceptors.RoutingOptions{})}})
+		require.NoError(t, err)
+		replayer.RegisterWorkflowWithOptions(routeWorkflow, workflow.RegisterOptions{Name: "Route"})
+		require.NoError(t, replayer.ReplayWorkflowHistory(nil, h), "replay of %s", r.GetID())
+	}
+	// Without the interceptor the recorded route markers do not replay: the decisions are in the history.
+	h, err := temporaltest.History(ctx, c, after.GetID(), after.GetRunID())
+	require.NoError(t, err)
+	bare := worker.NewWorkflowReplayer()
+	bare.RegisterWorkflowWithOptions(routeWorkflow, workflow.RegisterOptions{Name: "Route"})
+	require.Error(t, bare.ReplayWorkflowHistory(nil, h))
 }

@@ -1,0 +1,138 @@
+package interceptors
+
+import (
+	"context"
+	"sort"
+	"sync"
+
+	"go.temporal.io/sdk/interceptor"
+	"go.temporal.io/sdk/workflow"
+)
+
+// Router holds, per stage, the task queue its activities go to while the
+// stage is replicated. Safe for concurrent use; whoever manages replicas
+// (the coordinator, or Sync) sets and clears routes.
+type Router struct {
+	mu     sync.RWMutex
+	routes map[string]string
+}
+
+// NewRouter returns a router with no routes: every activity stays on its queue.
+func NewRouter() *Router { return &Router{routes: map[string]string{}} }
+
+// Set routes a stage's activities to queue; an empty queue clears the route.
+func (r *Router) Set(stage, queue string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if queue == "" {
+		delete(r.routes, stage)
+		return
+	}
+	r.routes[stage] = queue
+}
+
+// Route returns the queue for a stage, if it is routed.
+func (r *Router) Route(stage string) (string, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	q, ok := r.routes[stage]
+	return q, ok
+}
+
+// Routes returns every stage's route, sorted by stage.
+func (r *Router) Routes() [][2]string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([][2]string, 0, len(r.routes))
+	for s, q := range r.routes {
+		out = append(out, [2]string{s, q})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i][0] < out[j][0] })
+	return out
+}
+
+// ReadyFunc reports whether a queue has replicas ready to take tasks, e.g.
+// pollers seen through DescribeTaskQueue.
+type ReadyFunc func(ctx context.Context, queue string) (bool, error)
+
+// Sync sets each stage's route to its replica queue when replicas are ready
+// there, and clears it otherwise, so activities fall back to their own queue.
+func (r *Router) Sync(ctx context.Context, replicas map[string]string, ready ReadyFunc) error {
+	stages := make([]string, 0, len(replicas))
+	for s := range replicas {
+		stages = append(stages, s)
+	}
+	sort.Strings(stages)
+	for _, s := range stages {
+		ok, err := ready(ctx, replicas[s])
+		if err != nil {
+			return err
+		}
+		if ok {
+			r.Set(s, replicas[s])
+		} else {
+			r.Set(s, "")
+		}
+	}
+	return nil
+}
+
+// RoutingOptions configure NewRouting.
+type RoutingOptions struct {
+	// StageName names stages; it must match the profiler's. If not set, DefaultStageName.
+	StageName func(workflowType, activityType string) string
+}
+
+// NewRouting returns the worker interceptor that sends a replicated stage's
+// activities to its replica queue. Each decision is recorded in the
+// workflow's history with a mutable side effect (a marker only when a
+// stage's route changes), so replay takes the same route whatever the router
+// holds then.
+func NewRouting(r *Router, opts RoutingOptions) interceptor.WorkerInterceptor {
+	if opts.StageName == nil {
+		opts.StageName = DefaultStageName
+	}
+	return &routing{router: r, opts: opts}
+}
+
+type routing struct {
+	interceptor.WorkerInterceptorBase
+	router *Router
+	opts   RoutingOptions
+}
+
+func (r *routing) InterceptWorkflow(ctx workflow.Context, next interceptor.WorkflowInboundInterceptor) interceptor.WorkflowInboundInterceptor {
+	return &routingInbound{WorkflowInboundInterceptorBase: interceptor.WorkflowInboundInterceptorBase{Next: next}, r: r}
+}
+
+type routingInbound struct {
+	interceptor.WorkflowInboundInterceptorBase
+	r *routing
+}
+
+func (i *routingInbound) Init(outbound interceptor.WorkflowOutboundInterceptor) error {
+	return i.Next.Init(&routingOutbound{WorkflowOutboundInterceptorBase: interceptor.WorkflowOutboundInterceptorBase{Next: outbound}, r: i.r})
+}
+
+type routingOutbound struct {
+	interceptor.WorkflowOutboundInterceptorBase
+	r *routing
+}
+
+// RouteMarkerPrefix begins the ID of the mutable side effect that records a stage's route.
+const RouteMarkerPrefix = "headstart-route:"
+
+func (o *routingOutbound) ExecuteActivity(ctx workflow.Context, activityType string, args ...any) workflow.Future {
+	stage := o.r.opts.StageName(workflow.GetInfo(ctx).WorkflowType.Name, activityType)
+	v := workflow.MutableSideEffect(ctx, RouteMarkerPrefix+stage, func(workflow.Context) any {
+		q, _ := o.r.router.Route(stage)
+		return q
+	}, func(a, b any) bool { return a == b })
+	var queue string
+	if err := v.Get(&queue); err == nil && queue != "" {
+		opts := workflow.GetActivityOptions(ctx)
+		opts.TaskQueue = queue
+		ctx = workflow.WithActivityOptions(ctx, opts)
+	}
+	return o.Next.ExecuteActivity(ctx, activityType, args...)
+}
