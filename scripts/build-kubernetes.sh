@@ -10,7 +10,8 @@ staging=${KUBERNETES_STAGING_VERSION:-v0.${k8s#v1.}}
 etcd=${ETCD_VERSION:-v3.6.16}
 kwok=${KWOK_VERSION:-v0.8.0}
 cache=${HEADSTART_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/headstart}
-dir="$cache/kubernetes-$k8s-etcd-$etcd-kwok-$kwok-$(go env GOVERSION)"
+rev=2 # bump when this script builds differently
+dir="$cache/kubernetes-$k8s-etcd-$etcd-kwok-$kwok-$(go env GOVERSION)-r$rev"
 bins=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 have() { for b in "${bins[@]}"; do [ -x "$dir/$b" ] || return 1; done; }
 if have; then echo "$dir"; exit 0; fi
@@ -29,7 +30,9 @@ go mod edit -require="k8s.io/kubernetes@$k8s"
 grep '=> ./staging' "$mod" | awk '{print $1}' | while read -r m; do
   go mod edit -replace="$m=$m@$staging"
 done
-ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$k8s -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${k8s#v1.}"
+minor=${k8s#v1.}
+minor=${minor%%.*}
+ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$k8s -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
 for cmd in kube-apiserver kube-controller-manager kube-scheduler; do
   go get -tool "k8s.io/kubernetes/cmd/$cmd@$k8s" >&2
 done
