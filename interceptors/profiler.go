@@ -322,7 +322,24 @@ func (p *Profiler) InterceptActivity(ctx context.Context, next interceptor.Activ
 // InterceptWorkflow implements interceptor.WorkerInterceptor: it carries the
 // predecessor stage to each activity in its header.
 func (p *Profiler) InterceptWorkflow(ctx workflow.Context, next interceptor.WorkflowInboundInterceptor) interceptor.WorkflowInboundInterceptor {
-	return &workflowInbound{WorkflowInboundInterceptorBase: interceptor.WorkflowInboundInterceptorBase{Next: next}, p: p}
+	return withOutbound(next, func(out interceptor.WorkflowOutboundInterceptor) interceptor.WorkflowOutboundInterceptor {
+		return &workflowOutbound{WorkflowOutboundInterceptorBase: interceptor.WorkflowOutboundInterceptorBase{Next: out}, p: p}
+	})
+}
+
+// outboundInstaller is a workflow inbound interceptor whose only work is to
+// put an outbound interceptor, made per workflow run, into the chain.
+type outboundInstaller struct {
+	interceptor.WorkflowInboundInterceptorBase
+	wrap func(interceptor.WorkflowOutboundInterceptor) interceptor.WorkflowOutboundInterceptor
+}
+
+func withOutbound(next interceptor.WorkflowInboundInterceptor, wrap func(interceptor.WorkflowOutboundInterceptor) interceptor.WorkflowOutboundInterceptor) interceptor.WorkflowInboundInterceptor {
+	return &outboundInstaller{WorkflowInboundInterceptorBase: interceptor.WorkflowInboundInterceptorBase{Next: next}, wrap: wrap}
+}
+
+func (i *outboundInstaller) Init(outbound interceptor.WorkflowOutboundInterceptor) error {
+	return i.Next.Init(i.wrap(outbound))
 }
 
 type activityInbound struct {
@@ -539,15 +556,6 @@ func selfHighWaterMark() float64 {
 		}
 	}
 	return math.Inf(1)
-}
-
-type workflowInbound struct {
-	interceptor.WorkflowInboundInterceptorBase
-	p *Profiler
-}
-
-func (w *workflowInbound) Init(outbound interceptor.WorkflowOutboundInterceptor) error {
-	return w.Next.Init(&workflowOutbound{WorkflowOutboundInterceptorBase: interceptor.WorkflowOutboundInterceptorBase{Next: outbound}, p: w.p})
 }
 
 // workflowOutbound tracks, per workflow run, which stage was scheduled last.

@@ -478,24 +478,12 @@ func restoreState(b []byte) (*forecasterState, error) {
 		s.graph = d.Graph
 	}
 	// Maps decoded from the checkpoint are the state's own from here on.
-	if d.Feedback != nil {
-		s.feedback = d.Feedback
-	}
-	if d.Current != nil {
-		s.current = d.Current
-	}
-	if d.Workflows != nil {
-		s.workflows = d.Workflows
-	}
-	if d.Instances != nil {
-		s.instances = d.Instances
-	}
-	if d.Arrivals != nil {
-		s.arrivals = d.Arrivals
-	}
-	if d.Demand != nil {
-		s.demand = d.Demand
-	}
+	adopt(&s.feedback, d.Feedback)
+	adopt(&s.current, d.Current)
+	adopt(&s.workflows, d.Workflows)
+	adopt(&s.instances, d.Instances)
+	adopt(&s.arrivals, d.Arrivals)
+	adopt(&s.demand, d.Demand)
 	s.seq, s.observed, s.rejected, s.util = d.Seq, d.Observed, d.Rejected, d.Util
 	return s, nil
 }
@@ -598,5 +586,12 @@ func (s *forecasterState) applyFit(res activities.FitResult, now time.Time) {
 			sum.PeakMemory = math.Max(sum.PeakMemory, p.Demand.Get(resources.Memory))
 		}
 		s.demand[d.Stage] = sum
+	}
+}
+
+// adopt makes a decoded map the state's own, keeping the empty one when none was decoded.
+func adopt[M ~map[K]V, K comparable, V any](dst *M, decoded M) {
+	if decoded != nil {
+		*dst = decoded
 	}
 }
