@@ -79,7 +79,7 @@ clean: ## remove make run's state (.run/); the tool cache stays
 
 .PHONY: bench-profiler
 bench-profiler: ## profiler overhead per activity vs none and OpenTelemetry tracing
-	$(GO) test -run '^$$' -bench 'BenchmarkActivityOverhead' -benchmem -benchtime 10000x -count 6 ./interceptors/ \
+	$(GO) test -run '^$$' -bench 'BenchmarkActivityOverhead' -benchmem -benchtime 5000x -count 12 ./interceptors/ \
 		| $(GO) run ./internal/tools/benchratio -prefix BenchmarkActivityOverhead -base none -ref otel -cand profiler -label profiler_overhead_ratio_vs_otel
 
 FORECAST_TRACES ?= ../shared/data/nextflow-traces \

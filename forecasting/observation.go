@@ -55,6 +55,19 @@ type Observation struct {
 	ErrorType string `json:"error_type,omitempty"`
 }
 
+// StageStart says an activity attempt of a stage started: where a workflow
+// run is now, before its observation arrives at the attempt's end.
+type StageStart struct {
+	Stage        string    `json:"stage"`
+	WorkflowType string    `json:"workflow_type"`
+	ActivityType string    `json:"activity_type"`
+	WorkflowID   string    `json:"workflow_id,omitempty"`
+	RunID        string    `json:"run_id,omitempty"`
+	Attempt      int32     `json:"attempt"`
+	Scheduled    time.Time `json:"scheduled"`
+	Started      time.Time `json:"started"`
+}
+
 // ErrInvalidObservation is wrapped by Observation.Validate's errors.
 var ErrInvalidObservation = errors.New("invalid observation")
 

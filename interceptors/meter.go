@@ -71,6 +71,7 @@ type meter struct {
 	mu       sync.Mutex
 	active   map[*meterSpan]struct{}
 	ended    []*meterSpan // ended since the last tick
+	begun    []*meterSpan // begun since the last tick
 	maxEnded int
 	last     usage // counters at the last read
 	share    usage // cumulative per-attempt share of CPU and allocation deltas
@@ -174,6 +175,9 @@ func (m *meter) begin(s *meterSpan, now time.Time) {
 	m.advanceEvent(r)
 	s.start, s.startShare, s.startHeap, s.peakHeap = now, m.share, r.heap, r.heap
 	m.active[s] = struct{}{}
+	if len(m.begun) < m.maxEnded {
+		m.begun = append(m.begun, s)
+	}
 }
 
 // end stops metering an attempt at time now; the next tick hands it back,
@@ -197,8 +201,9 @@ func (m *meter) end(s *meterSpan, now time.Time) bool {
 
 // tick reads every counter at time now, splits the disk and network deltas
 // since the last tick among the attempts that ran in between, by how long each
-// ran, and returns the attempts that ended since the last tick.
-func (m *meter) tick(now time.Time) []*meterSpan {
+// ran, and returns the attempts that began since the last tick and still
+// run, and those that ended since the last tick.
+func (m *meter) tick(now time.Time) (begun, ended []*meterSpan) {
 	r := readEvent()
 	cur := m.readSampled(usage{})
 	m.mu.Lock()
@@ -244,9 +249,15 @@ func (m *meter) tick(now time.Time) []*meterSpan {
 		}
 	}
 	m.lastTick = now
-	ended := m.ended
-	m.ended = nil
-	return ended
+	// Attempts that began and already ended are reported by their end alone.
+	for _, s := range m.begun {
+		if s.end.IsZero() {
+			begun = append(begun, s)
+		}
+	}
+	ended = m.ended
+	m.begun, m.ended = m.begun[:0], nil
+	return begun, ended
 }
 
 func tvSeconds(tv syscall.Timeval) float64 { return float64(tv.Sec) + float64(tv.Usec)/1e6 }

@@ -74,8 +74,8 @@ type Profiler struct {
 	meter   *meter
 	metrics *profilerMetrics
 
-	toSink  chan []forecasting.Observation // a tick's observations, to the sink goroutine
-	queued  atomic.Int64                   // observations in toSink
+	toSink  chan delivery // a tick's starts and observations, to the sink goroutine
+	queued  atomic.Int64  // observations and starts in toSink
 	stop    chan struct{}
 	stopped chan struct{} // closed when the collector has flushed and exited
 	sinkWG  sync.WaitGroup
@@ -124,7 +124,7 @@ func NewProfiler(opts ProfilerOptions) (*Profiler, error) {
 		opts:     opts,
 		meter:    newMeter(opts.BufferSize, time.Now()),
 		metrics:  m,
-		toSink:   make(chan []forecasting.Observation, opts.BufferSize),
+		toSink:   make(chan delivery, opts.BufferSize),
 		stop:     make(chan struct{}),
 		stopped:  make(chan struct{}),
 		profiles: forecasting.NewProfileSet(opts.Profiles),
@@ -237,27 +237,54 @@ func (p *Profiler) collect() {
 	}
 }
 
+// delivery is one tick's work for the sink: the attempts that ended, then
+// those that started (an attempt that did both within the tick is in both).
+type delivery struct {
+	obs    []forecasting.Observation
+	starts []forecasting.StageStart
+}
+
+func (d delivery) size() int { return len(d.obs) + len(d.starts) }
+
 func (p *Profiler) collectOnce() {
-	var batch []forecasting.Observation
-	for _, s := range p.meter.tick(time.Now()) {
+	var d delivery
+	begun, ended := p.meter.tick(time.Now())
+	for _, s := range ended {
 		if o, ok := p.aggregateOne(s); ok && p.opts.Sink != nil {
-			batch = append(batch, o)
+			d.obs = append(d.obs, o)
 		}
 	}
-	if len(batch) == 0 {
+	if _, ok := p.opts.Sink.(StartSink); ok {
+		for _, s := range begun {
+			if r, isRecord := s.payload.(*record); isRecord {
+				d.starts = append(d.starts, p.start(r))
+			}
+		}
+	}
+	if d.size() == 0 {
 		return
 	}
-	// One hand-over per tick, bounded by BufferSize observations in flight.
-	if p.queued.Load()+int64(len(batch)) <= int64(p.opts.BufferSize) {
+	// One hand-over per tick, bounded by BufferSize items in flight.
+	if p.queued.Load()+int64(d.size()) <= int64(p.opts.BufferSize) {
 		select {
-		case p.toSink <- batch:
-			p.queued.Add(int64(len(batch)))
+		case p.toSink <- d:
+			p.queued.Add(int64(d.size()))
 			return
 		default:
 		}
 	}
-	p.droppedBacklog.Add(int64(len(batch)))
-	p.metrics.dropped.WithLabelValues("sink_backlog").Add(float64(len(batch)))
+	p.droppedBacklog.Add(int64(d.size()))
+	p.metrics.dropped.WithLabelValues("sink_backlog").Add(float64(d.size()))
+}
+
+// start is the start event of an attempt.
+func (p *Profiler) start(r *record) forecasting.StageStart {
+	i := r.info
+	return forecasting.StageStart{
+		Stage: p.stageName(i.WorkflowType.Name, i.ActivityType.Name), WorkflowType: i.WorkflowType.Name, ActivityType: i.ActivityType.Name,
+		WorkflowID: i.WorkflowExecution.ID, RunID: i.WorkflowExecution.RunID, Attempt: i.Attempt,
+		Scheduled: i.ScheduledTime, Started: i.StartedTime,
+	}
 }
 
 // aggregateOne completes an attempt's observation and folds it into the
@@ -282,13 +309,30 @@ func (p *Profiler) aggregateOne(s *meterSpan) (o forecasting.Observation, ok boo
 	return o, true
 }
 
-// deliver calls the sink, one observation at a time, isolating its failures.
+// deliver calls the sink, one item at a time, isolating its failures.
 func (p *Profiler) deliver() {
-	for batch := range p.toSink {
-		for _, o := range batch {
+	for d := range p.toSink {
+		for _, o := range d.obs {
 			p.deliverOne(o)
 			p.queued.Add(-1)
 		}
+		for _, s := range d.starts {
+			p.deliverStart(s)
+			p.queued.Add(-1)
+		}
+	}
+}
+
+func (p *Profiler) deliverStart(s forecasting.StageStart) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.sinkPanics.Add(1)
+			p.metrics.sinkErrors.WithLabelValues("panic").Inc()
+		}
+	}()
+	if err := p.opts.Sink.(StartSink).ObserveStart(context.Background(), s); err != nil {
+		p.sinkErrs.Add(1)
+		p.metrics.sinkErrors.WithLabelValues("error").Inc()
 	}
 }
 
@@ -367,7 +411,7 @@ type record struct {
 type attemptKey struct{}
 
 func (a *activityInbound) ExecuteActivity(ctx context.Context, in *interceptor.ExecuteActivityInput) (result any, err error) {
-	r, start := a.p.begin(in.Args)
+	r, start := a.p.begin(ctx, in.Args)
 	if r != nil {
 		ctx = context.WithValue(ctx, attemptKey{}, r)
 	}
@@ -376,7 +420,7 @@ func (a *activityInbound) ExecuteActivity(ctx context.Context, in *interceptor.E
 		if r != nil {
 			now := time.Now()
 			r.result, r.err, r.panicked, r.wall = result, err, panicked, now.Sub(start)
-			a.p.finish(ctx, r, now)
+			a.p.finish(r, now)
 		}
 	}()
 	result, err = a.Next.ExecuteActivity(ctx, in)
@@ -384,25 +428,23 @@ func (a *activityInbound) ExecuteActivity(ctx context.Context, in *interceptor.E
 	return result, err
 }
 
-func (p *Profiler) begin(args []any) (r *record, start time.Time) {
+func (p *Profiler) begin(ctx context.Context, args []any) (r *record, start time.Time) {
 	defer p.recoverInternal()
 	if p.closed() {
 		return nil, start
 	}
 	start = time.Now()
-	r = &record{args: args}
+	r = &record{args: args, info: activity.GetInfo(ctx), pred: predecessorFromHeader(interceptor.Header(ctx))}
+	r.span.payload = r // before the meter publishes the span to the collector
 	p.meter.begin(&r.span, start)
-	r.span.payload = r
 	return r, start
 }
 
 // finish is the end of an attempt on the activity's path: it stops the
 // meter and leaves the rest (payload sizes, classification, aggregation) to
 // the collector.
-func (p *Profiler) finish(ctx context.Context, r *record, now time.Time) {
+func (p *Profiler) finish(r *record, now time.Time) {
 	defer p.recoverInternal()
-	r.info = activity.GetInfo(ctx)
-	r.pred = predecessorFromHeader(interceptor.Header(ctx))
 	if !p.meter.end(&r.span, now) {
 		p.droppedFull.Add(1)
 		p.metrics.dropped.WithLabelValues("queue_full").Inc()

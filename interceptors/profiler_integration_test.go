@@ -83,6 +83,28 @@ func TestProfilerMeasuresThePipeline(t *testing.T) {
 		}
 	})
 
+	t.Run("attempts that run past a sample interval report their start too", func(t *testing.T) {
+		starts := sink.Starts()
+		// Extract, the Transforms and Train each run longer than the 50 ms
+		// interval; Publish's attempts may end within it.
+		require.GreaterOrEqual(t, len(starts), 4)
+		seen := map[string]bool{}
+		for _, s := range starts {
+			seen[s.ActivityType] = true
+		}
+		for _, typ := range []string{"Extract", "Transform", "Train"} {
+			require.True(t, seen[typ], "no start event of %s", typ)
+		}
+		started := map[time.Time]bool{}
+		for _, o := range sink.Observations() {
+			started[o.Started] = true
+		}
+		for _, s := range starts {
+			require.Equal(t, run.GetRunID(), s.RunID)
+			require.True(t, started[s.Started], "start %+v matches an observation", s)
+		}
+	})
+
 	t.Run("the failing-then-retried publish shows both attempts", func(t *testing.T) {
 		first, second := byType["Publish"][0], byType["Publish"][1]
 		require.Equal(t, int32(1), first.Attempt)

@@ -17,41 +17,53 @@ type Sink interface {
 	Observe(ctx context.Context, o forecasting.Observation) error
 }
 
+// StartSink is a Sink that also hears when attempts start (within one sample
+// interval), so a consumer knows where workflow runs are before their
+// observations arrive. An attempt that ends within the sample interval it
+// started in is reported by its observation alone.
+type StartSink interface {
+	Sink
+	ObserveStart(ctx context.Context, s forecasting.StageStart) error
+}
+
 // SinkCloser is a Sink with buffered observations to flush when the profiler closes.
 type SinkCloser interface {
 	Sink
 	Close(ctx context.Context) error
 }
 
-// MemorySink keeps the most recent observations in memory, in a ring. Safe
-// for concurrent use.
+// MemorySink keeps the most recent observations, and the most recent start
+// events, in memory. Safe for concurrent use.
 type MemorySink struct {
-	mu   sync.Mutex
-	ring []forecasting.Observation
-	next int  // where the next observation goes
-	full bool // the ring has wrapped
+	mu     sync.Mutex
+	obs    ring[forecasting.Observation]
+	starts ring[forecasting.StageStart]
 }
 
-// NewMemorySink keeps up to limit observations, dropping the oldest past it
-// (limit ≤ 0: 10,000).
+var _ StartSink = (*MemorySink)(nil)
+
+// NewMemorySink keeps up to limit observations and limit start events,
+// dropping the oldest past it (limit ≤ 0: 10,000).
 func NewMemorySink(limit int) *MemorySink {
 	if limit <= 0 {
 		limit = 10000
 	}
-	return &MemorySink{ring: make([]forecasting.Observation, 0, limit)}
+	return &MemorySink{obs: newRing[forecasting.Observation](limit), starts: newRing[forecasting.StageStart](limit)}
 }
 
 // Observe implements Sink.
 func (s *MemorySink) Observe(_ context.Context, o forecasting.Observation) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.full && len(s.ring) < cap(s.ring) {
-		s.ring = append(s.ring, o)
-	} else {
-		s.ring[s.next] = o
-		s.full = true
-	}
-	s.next = (s.next + 1) % cap(s.ring)
+	s.obs.add(o)
+	return nil
+}
+
+// ObserveStart implements StartSink.
+func (s *MemorySink) ObserveStart(_ context.Context, st forecasting.StageStart) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.starts.add(st)
 	return nil
 }
 
@@ -59,10 +71,41 @@ func (s *MemorySink) Observe(_ context.Context, o forecasting.Observation) error
 func (s *MemorySink) Observations() []forecasting.Observation {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.full {
-		return append([]forecasting.Observation(nil), s.ring...)
+	return s.obs.all()
+}
+
+// Starts returns a copy of the kept start events, oldest first.
+func (s *MemorySink) Starts() []forecasting.StageStart {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.starts.all()
+}
+
+// ring keeps the newest cap(items) values.
+type ring[T any] struct {
+	items []T
+	next  int  // where the next value goes
+	full  bool // the ring has wrapped
+}
+
+func newRing[T any](n int) ring[T] { return ring[T]{items: make([]T, 0, n)} }
+
+func (r *ring[T]) add(v T) {
+	if !r.full && len(r.items) < cap(r.items) {
+		r.items = append(r.items, v)
+	} else {
+		r.items[r.next] = v
+		r.full = true
 	}
-	return append(append([]forecasting.Observation(nil), s.ring[s.next:]...), s.ring[:s.next]...)
+	r.next = (r.next + 1) % cap(r.items)
+}
+
+// all returns the values, oldest first.
+func (r *ring[T]) all() []T {
+	if !r.full {
+		return append([]T(nil), r.items...)
+	}
+	return append(append([]T(nil), r.items[r.next:]...), r.items[:r.next]...)
 }
 
 // BatchOptions configure a BatchingSink.
@@ -70,8 +113,8 @@ type BatchOptions struct {
 	// Send delivers one batch, e.g. as a signal to the forecaster. Required.
 	// A batch whose Send fails is dropped and counted; Send should retry
 	// itself if it must.
-	Send func(ctx context.Context, batch []forecasting.Observation) error
-	// MaxBatch is the most observations in one batch. If not set, 500.
+	Send func(ctx context.Context, batch Batch) error
+	// MaxBatch is the most observations and start events in one batch. If not set, 500.
 	MaxBatch int
 	// FlushInterval is the longest an observation waits for its batch. If not set, 2 s.
 	FlushInterval time.Duration
@@ -87,7 +130,7 @@ var ErrNoSend = errors.New("interceptors: BatchOptions.Send is required")
 type BatchingSink struct {
 	opts    BatchOptions
 	mu      sync.Mutex
-	batch   []forecasting.Observation
+	batch   Batch
 	sendMu  sync.Mutex // one Send at a time, in order
 	stop    chan struct{}
 	done    chan struct{}
@@ -95,9 +138,20 @@ type BatchingSink struct {
 	stats   BatchStats
 }
 
+// Batch is what a BatchingSink sends: observations, and start events.
+type Batch struct {
+	Observations []forecasting.Observation
+	Starts       []forecasting.StageStart
+}
+
+// Len is how many items the batch holds.
+func (b Batch) Len() int { return len(b.Observations) + len(b.Starts) }
+
+var _ StartSink = (*BatchingSink)(nil)
+
 // BatchStats count what a BatchingSink did.
 type BatchStats struct {
-	Batches, Sent, Failed int64 // batches sent, observations in them, observations whose batch failed
+	Batches, Sent, Failed int64 // batches sent, items in them, items whose batch failed
 }
 
 // NewBatchingSink starts a batching sink; Close flushes and stops it.
@@ -121,14 +175,23 @@ func NewBatchingSink(opts BatchOptions) (*BatchingSink, error) {
 
 // Observe implements Sink: it adds o to the batch and sends the batch when full.
 func (s *BatchingSink) Observe(ctx context.Context, o forecasting.Observation) error {
+	return s.add(ctx, func(b *Batch) { b.Observations = append(b.Observations, o) })
+}
+
+// ObserveStart implements StartSink: start events travel in the same batches.
+func (s *BatchingSink) ObserveStart(ctx context.Context, st forecasting.StageStart) error {
+	return s.add(ctx, func(b *Batch) { b.Starts = append(b.Starts, st) })
+}
+
+func (s *BatchingSink) add(ctx context.Context, put func(*Batch)) error {
 	s.mu.Lock()
-	s.batch = append(s.batch, o)
-	var full []forecasting.Observation
-	if len(s.batch) >= s.opts.MaxBatch {
-		full, s.batch = s.batch, nil
+	put(&s.batch)
+	var full Batch
+	if s.batch.Len() >= s.opts.MaxBatch {
+		full, s.batch = s.batch, Batch{}
 	}
 	s.mu.Unlock()
-	if full != nil {
+	if full.Len() > 0 {
 		return s.send(ctx, full)
 	}
 	return nil
@@ -138,9 +201,9 @@ func (s *BatchingSink) Observe(ctx context.Context, o forecasting.Observation) e
 func (s *BatchingSink) Flush(ctx context.Context) error {
 	s.mu.Lock()
 	b := s.batch
-	s.batch = nil
+	s.batch = Batch{}
 	s.mu.Unlock()
-	if len(b) == 0 {
+	if b.Len() == 0 {
 		return nil
 	}
 	return s.send(ctx, b)
@@ -160,18 +223,18 @@ func (s *BatchingSink) Close(ctx context.Context) error {
 	return s.Flush(ctx)
 }
 
-func (s *BatchingSink) send(ctx context.Context, b []forecasting.Observation) error {
+func (s *BatchingSink) send(ctx context.Context, b Batch) error {
 	s.sendMu.Lock()
 	defer s.sendMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, s.opts.SendTimeout)
 	defer cancel()
 	err := s.opts.Send(ctx, b)
 	if err != nil {
-		s.stats.Failed += int64(len(b))
+		s.stats.Failed += int64(b.Len())
 		return err
 	}
 	s.stats.Batches++
-	s.stats.Sent += int64(len(b))
+	s.stats.Sent += int64(b.Len())
 	return nil
 }
 

@@ -31,11 +31,11 @@ func TestMemorySinkKeepsTheNewestInOrder(t *testing.T) {
 
 type batches struct {
 	mu  sync.Mutex
-	got [][]forecasting.Observation
+	got []interceptors.Batch
 	err error
 }
 
-func (b *batches) send(_ context.Context, batch []forecasting.Observation) error {
+func (b *batches) send(_ context.Context, batch interceptors.Batch) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.got = append(b.got, batch)
@@ -47,7 +47,7 @@ func (b *batches) sizes() []int {
 	defer b.mu.Unlock()
 	var n []int
 	for _, x := range b.got {
-		n = append(n, len(x))
+		n = append(n, x.Len())
 	}
 	return n
 }
@@ -70,6 +70,19 @@ func TestBatchingSinkSendsFullBatchesAndFlushesOnCloseAndTimer(t *testing.T) {
 	defer s2.Close(context.Background())
 	require.NoError(t, s2.Observe(context.Background(), obs(1)))
 	require.Eventually(t, func() bool { return len(timed.sizes()) == 1 }, 5*time.Second, 5*time.Millisecond, "the timer flushes a partial batch")
+}
+
+func TestBatchingSinkCarriesStartEvents(t *testing.T) {
+	var b batches
+	s, err := interceptors.NewBatchingSink(interceptors.BatchOptions{Send: b.send, MaxBatch: 3, FlushInterval: time.Hour})
+	require.NoError(t, err)
+	require.NoError(t, s.ObserveStart(context.Background(), forecasting.StageStart{Stage: "W/a", RunID: "r"}))
+	require.NoError(t, s.Observe(context.Background(), obs(1)))
+	require.NoError(t, s.ObserveStart(context.Background(), forecasting.StageStart{Stage: "W/b", RunID: "r"}))
+	require.Len(t, b.got, 1, "starts count towards a full batch")
+	require.Equal(t, []string{"W/a", "W/b"}, []string{b.got[0].Starts[0].Stage, b.got[0].Starts[1].Stage})
+	require.Len(t, b.got[0].Observations, 1)
+	require.NoError(t, s.Close(context.Background()))
 }
 
 func TestBatchingSinkCountsFailedBatches(t *testing.T) {

@@ -9,14 +9,16 @@ import (
 	"io"
 
 	"github.com/headstart-dev/headstart/forecasting"
+	"github.com/headstart-dev/headstart/interceptors"
 )
 
 // ObservationBatch is the ObservationsSignal's argument. Senders fill Packed
-// (the gob encoding of the observations, gzipped: about a tenth of their
+// (the gob encoding of an interceptors.Batch, gzipped: about a tenth of its
 // JSON, which keeps the forecaster's history small and its decoding fast); a
-// person signalling by hand may fill Observations instead. Both may be set.
+// person signalling by hand may fill Observations and Starts instead. Both may be set.
 type ObservationBatch struct {
 	Observations []forecasting.Observation `json:"observations,omitempty"`
+	Starts       []forecasting.StageStart  `json:"starts,omitempty"`
 	Packed       []byte                    `json:"packed,omitempty"`
 }
 
@@ -26,11 +28,11 @@ const maxBatchBytes = 64 << 20
 // ErrBadBatch is wrapped by errors decoding a batch.
 var ErrBadBatch = errors.New("headstart: bad observation batch")
 
-// NewObservationBatch packs observations into a batch.
-func NewObservationBatch(obs []forecasting.Observation) (ObservationBatch, error) {
+// NewObservationBatch packs a batch for the signal.
+func NewObservationBatch(b interceptors.Batch) (ObservationBatch, error) {
 	var buf bytes.Buffer
 	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-	if err := gob.NewEncoder(zw).Encode(obs); err != nil {
+	if err := gob.NewEncoder(zw).Encode(b); err != nil {
 		return ObservationBatch{}, fmt.Errorf("encode batch: %w", err)
 	}
 	if err := zw.Close(); err != nil {
@@ -39,11 +41,11 @@ func NewObservationBatch(obs []forecasting.Observation) (ObservationBatch, error
 	return ObservationBatch{Packed: buf.Bytes()}, nil
 }
 
-// All returns the batch's observations, plain first.
+// All returns the batch's observations and start events, plain ones first.
 //
 //workflowcheck:ignore decoding bytes is deterministic
-func (b ObservationBatch) All() ([]forecasting.Observation, error) {
-	out := b.Observations
+func (b ObservationBatch) All() (interceptors.Batch, error) {
+	out := interceptors.Batch{Observations: b.Observations, Starts: b.Starts}
 	if len(b.Packed) == 0 {
 		return out, nil
 	}
@@ -51,9 +53,11 @@ func (b ObservationBatch) All() ([]forecasting.Observation, error) {
 	if err != nil {
 		return out, fmt.Errorf("%w: %v", ErrBadBatch, err)
 	}
-	var more []forecasting.Observation
+	var more interceptors.Batch
 	if err := gob.NewDecoder(io.LimitReader(zr, maxBatchBytes)).Decode(&more); err != nil {
 		return out, fmt.Errorf("%w: %v", ErrBadBatch, err)
 	}
-	return append(out, more...), nil
+	out.Observations = append(out.Observations, more.Observations...)
+	out.Starts = append(out.Starts, more.Starts...)
+	return out, nil
 }

@@ -11,7 +11,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/headstart-dev/headstart/activities"
-	"github.com/headstart-dev/headstart/forecasting"
+	"github.com/headstart-dev/headstart/interceptors"
 )
 
 // Options configure the Headstart control plane.
@@ -77,13 +77,13 @@ func New(c client.Client, opts Options) (sdkworker.Worker, error) {
 // ErrEmptyBatch is returned by the sender for an empty batch.
 var ErrEmptyBatch = errors.New("headstart: empty observation batch")
 
-// ForecasterSender returns a function that delivers observation batches to
-// the fleet's forecaster with signal-with-start, so the first worker to
-// report creates it. Use it as interceptors.BatchOptions.Send.
-func ForecasterSender(c client.Client, opts Options) func(context.Context, []forecasting.Observation) error {
+// ForecasterSender returns a function that delivers batches of observations
+// and start events to the fleet's forecaster with signal-with-start, so the
+// first worker to report creates it. Use it as interceptors.BatchOptions.Send.
+func ForecasterSender(c client.Client, opts Options) func(context.Context, interceptors.Batch) error {
 	opts = opts.withDefaults()
-	return func(ctx context.Context, batch []forecasting.Observation) error {
-		if len(batch) == 0 {
+	return func(ctx context.Context, batch interceptors.Batch) error {
+		if batch.Len() == 0 {
 			return ErrEmptyBatch
 		}
 		b, err := NewObservationBatch(batch)
@@ -94,7 +94,7 @@ func ForecasterSender(c client.Client, opts Options) func(context.Context, []for
 			client.StartWorkflowOptions{ID: ForecasterWorkflowID(opts.Fleet), TaskQueue: opts.TaskQueue},
 			ForecasterWorkflowName, ForecasterInput{Options: opts.Forecaster})
 		if err != nil {
-			return fmt.Errorf("send %d observations to %s: %w", len(batch), ForecasterWorkflowID(opts.Fleet), err)
+			return fmt.Errorf("send %d observations and starts to %s: %w", batch.Len(), ForecasterWorkflowID(opts.Fleet), err)
 		}
 		return nil
 	}

@@ -123,12 +123,13 @@ func Forecaster(ctx workflow.Context, in ForecasterInput) error {
 	}
 	publish()
 	take := func(b ObservationBatch) {
-		obs, err := b.All()
+		batch, err := b.All()
 		if err != nil {
 			logger.Warn("dropping an undecodable observation batch", "error", err)
 			st.rejected++
 		}
-		st.ingest(obs, workflow.Now(ctx))
+		st.ingest(batch.Observations, workflow.Now(ctx))
+		st.starts(batch.Starts, workflow.Now(ctx))
 		batches++
 	}
 	// Heavier fitting (demand curves) runs in an activity every FitInterval

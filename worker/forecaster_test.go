@@ -22,6 +22,7 @@ import (
 
 	"github.com/headstart-dev/headstart/activities"
 	"github.com/headstart-dev/headstart/forecasting"
+	"github.com/headstart-dev/headstart/interceptors"
 	"github.com/headstart-dev/headstart/internal/promtest"
 )
 
@@ -133,7 +134,7 @@ func TestForecasterContinuesAsNewWithItsStateIntact(t *testing.T) {
 		env.SignalWorkflow(ObservationsSignal, ObservationBatch{Observations: pipelineBatch(0, 5, 1e9)})
 	}, time.Minute)
 	env.RegisterDelayedCallback(func() {
-		b, err := NewObservationBatch(pipelineBatch(5, 5, 1e9)) // compressed, as senders do
+		b, err := NewObservationBatch(interceptors.Batch{Observations: pipelineBatch(5, 5, 1e9)}) // packed, as senders do
 		require.NoError(t, err)
 		env.SignalWorkflow(ObservationsSignal, b)
 	}, 2*time.Minute)
@@ -245,4 +246,25 @@ func TestForecasterReadsUtilizationFromARealPrometheus(t *testing.T) {
 	}, 3*time.Minute)
 	env.ExecuteWorkflow(ForecasterWorkflowName, ForecasterInput{Options: ForecasterOptions{Utilization: map[string]string{"cpu": "sum(node_busy_cores)"}}})
 	require.Equal(t, 3.0, status.Utilization.Values["cpu"], "errors: %v", status.Utilization.Errors)
+}
+
+// TestStartEventsMoveRunsAhead: a run's start event of Train moves it to
+// Train before Train's observation arrives; the observation then adds no edge.
+func TestStartEventsMoveRunsAhead(t *testing.T) {
+	st := newForecasterState(ForecasterOptions{})
+	st.ingest(pipelineBatch(0, 5, 1e9), t0)
+	partial := pipelineBatch(5, 1, 1e9)
+	st.ingest(partial[:2], t0) // run-5 has finished Extract and Transform
+	require.Equal(t, "Pipeline/Transform", st.instances["run-5"].Stage)
+	edges := st.graph.Next("Pipeline", "Pipeline/Transform")[0].Count
+
+	train := partial[2]
+	st.starts([]forecasting.StageStart{{Stage: train.Stage, WorkflowType: "Pipeline", RunID: "run-5", Attempt: 1, Started: train.Started}}, t0)
+	require.Equal(t, "Pipeline/Train", st.instances["run-5"].Stage, "the start event moves the run on")
+	require.Equal(t, edges+1, st.graph.Next("Pipeline", "Pipeline/Transform")[0].Count)
+
+	st.ingest(partial[2:], t0) // Train's observation, after its start
+	require.Equal(t, edges+1, st.graph.Next("Pipeline", "Pipeline/Transform")[0].Count, "one attempt, one edge")
+	st.starts([]forecasting.StageStart{{Stage: ""}}, t0)
+	require.Equal(t, int64(1), st.rejected)
 }

@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/headstart-dev/headstart/interceptors"
 	"github.com/headstart-dev/headstart/internal/temporaltest"
 	headstart "github.com/headstart-dev/headstart/worker"
 )
@@ -47,7 +48,7 @@ func BenchmarkForecasterOnDevServer(b *testing.B) {
 	for range 4 {
 		g.Go(func() error {
 			for first := range batches {
-				if err := send(ctx, headstart.LoadBatch(first, batchSize, stages)); err != nil {
+				if err := send(ctx, interceptors.Batch{Observations: headstart.LoadBatch(first, batchSize, stages)}); err != nil {
 					return err
 				}
 			}

@@ -292,7 +292,21 @@ func (s *forecasterState) score(o forecasting.Observation) {
 	}
 }
 
-// track records where a workflow run is, and the edge from its last stage.
+// starts records where runs are from their stages' start events.
+func (s *forecasterState) starts(ss []forecasting.StageStart, now time.Time) {
+	for _, st := range ss {
+		if st.Stage == "" || st.Attempt < 1 {
+			s.rejected++
+			continue
+		}
+		s.workflows[st.Stage] = st.WorkflowType
+		s.track(forecasting.Observation{Stage: st.Stage, WorkflowType: st.WorkflowType, RunID: st.RunID, Started: st.Started}, now)
+	}
+}
+
+// track records where a workflow run is (the stage it last started), and
+// the edge from the stage before; a start event and the observation of the
+// same attempt record it once.
 func (s *forecasterState) track(o forecasting.Observation, now time.Time) {
 	if o.RunID == "" {
 		return

@@ -4,7 +4,8 @@
 //
 //	benchratio -prefix BenchmarkActivityOverhead -base none -ref otel -cand profiler -label profiler_overhead_ratio_vs_otel
 //
-// prints `profiler_overhead_ratio_vs_otel: R` with R = (cand − base) / (ref − base).
+// prints `profiler_overhead_ratio_vs_otel: R` with R the median over rounds of
+// (cand − base) / (ref − base).
 package main
 
 import (
@@ -60,13 +61,21 @@ func median(xs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-// ratio is (cand − base) / (ref − base) of the medians.
+// ratio is the median over rounds of (cand − base) / (ref − base): `go test
+// -count N` runs the three variants in turn N times, so the i-th run of each
+// shares a round, and drift between rounds cancels out.
 func ratio(base, ref, cand *result) (float64, error) {
-	d := median(ref.ns) - median(base.ns)
-	if d <= 0 {
-		return 0, fmt.Errorf("the reference is not slower than the baseline (%.0f vs %.0f ns/op): no ratio", median(ref.ns), median(base.ns))
+	n := min(len(base.ns), len(ref.ns), len(cand.ns))
+	var rs []float64
+	for i := 0; i < n; i++ {
+		if d := ref.ns[i] - base.ns[i]; d > 0 {
+			rs = append(rs, (cand.ns[i]-base.ns[i])/d)
+		}
 	}
-	return (median(cand.ns) - median(base.ns)) / d, nil
+	if len(rs) == 0 {
+		return 0, fmt.Errorf("in no round was the reference slower than the baseline (%.0f vs %.0f ns/op median): no ratio", median(ref.ns), median(base.ns))
+	}
+	return median(rs), nil
 }
 
 func main() {

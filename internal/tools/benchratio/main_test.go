@@ -28,7 +28,8 @@ func TestRatioUsesMedians(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (61000.0 - 52000) / (70000 - 52000); r != want {
+	// One round has all three variants: (61000 − 50000) / (70000 − 50000).
+	if want := (61000.0 - 50000) / (70000 - 50000); r != want {
 		t.Fatalf("ratio = %v, want %v", r, want)
 	}
 }
@@ -37,5 +38,16 @@ func TestNoRatioWhenTheReferenceIsNotSlower(t *testing.T) {
 	fast := &result{ns: []float64{100}}
 	if _, err := ratio(fast, fast, fast); err == nil {
 		t.Fatal("a zero denominator must be an error, not a ratio")
+	}
+}
+
+func TestRatioIsTheMedianOfRounds(t *testing.T) {
+	base := &result{ns: []float64{100, 200, 100}}
+	ref := &result{ns: []float64{200, 400, 150}}
+	cand := &result{ns: []float64{150, 250, 140}}
+	// Rounds: 0.5, 0.25, 0.8 → median 0.5; drift in round two does not matter.
+	r, err := ratio(base, ref, cand)
+	if err != nil || r != 0.5 {
+		t.Fatalf("ratio = %v, %v; want 0.5", r, err)
 	}
 }
