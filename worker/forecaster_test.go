@@ -268,3 +268,23 @@ func TestStartEventsMoveRunsAhead(t *testing.T) {
 	st.starts([]forecasting.StageStart{{Stage: ""}}, t0)
 	require.Equal(t, int64(1), st.rejected)
 }
+
+// TestObservationsAreScoredAgainstThePredictionOfTheirSchedulingTime.
+func TestObservationsAreScoredAgainstThePredictionOfTheirSchedulingTime(t *testing.T) {
+	st := newForecasterState(ForecasterOptions{})
+	t1, t2 := t0.Add(time.Hour), t0.Add(2*time.Hour)
+	st.past["W/a"] = []datedSizing{
+		{At: t1, Sizing: forecasting.Sizing{Memory: forecasting.Estimate{Median: 1}}},
+		{At: t2, Sizing: forecasting.Sizing{Memory: forecasting.Estimate{Median: 2}}},
+	}
+	for _, tt := range []struct {
+		scheduled time.Time
+		want      float64
+	}{{t1.Add(time.Minute), 1}, {t2, 2}, {t2.Add(time.Hour), 2}, {t0, 1}} {
+		p, ok := st.predictionAt("W/a", tt.scheduled)
+		require.True(t, ok)
+		require.Equal(t, tt.want, p.Memory.Median, "scheduled %v", tt.scheduled)
+	}
+	_, ok := st.predictionAt("W/none", t1)
+	require.False(t, ok)
+}

@@ -162,6 +162,7 @@ type forecasterState struct {
 	graph     *forecasting.StageGraph
 	feedback  map[string]*Feedback
 	current   map[string]forecasting.Sizing // the prediction in force per stage
+	past      map[string][]datedSizing      // each stage's recent predictions, oldest first
 	workflows map[string]string             // stage → workflow type
 	instances map[string]*instance          // run ID → where it is
 	arrivals  map[string]*arrivalSeries     // stage → first attempts per bucket
@@ -181,6 +182,7 @@ func newForecasterState(opts ForecasterOptions) *forecasterState {
 		graph:     forecasting.NewStageGraph(0),
 		feedback:  map[string]*Feedback{},
 		current:   map[string]forecasting.Sizing{},
+		past:      map[string][]datedSizing{},
 		workflows: map[string]string{},
 		instances: map[string]*instance{},
 		arrivals:  map[string]*arrivalSeries{},
@@ -245,13 +247,15 @@ func (s *forecasterState) ingest(batch []forecasting.Observation, now time.Time)
 		}
 	}
 	for _, o := range touched {
-		s.current[o.Stage] = s.sizer.Size(forecasting.Task{Stage: o.Stage, WorkflowType: o.WorkflowType, InputBytes: float64(o.PayloadInBytes)})
+		z := s.sizer.Size(forecasting.Task{Stage: o.Stage, WorkflowType: o.WorkflowType, InputBytes: float64(o.PayloadInBytes)})
+		s.current[o.Stage] = z
+		s.past[o.Stage] = appendDated(s.past[o.Stage], datedSizing{At: now, Sizing: z})
 	}
 }
 
 // score compares an observation with the prediction in force for its stage.
 func (s *forecasterState) score(o forecasting.Observation) {
-	p, ok := s.current[o.Stage]
+	p, ok := s.predictionAt(o.Stage, o.Scheduled)
 	if !ok || o.PeakMemoryBytes <= 0 || p.Memory.Median <= 0 {
 		return // no model prediction yet
 	}
@@ -290,6 +294,38 @@ func (s *forecasterState) score(o forecasting.Observation) {
 		f.Scored = 0
 		f.Inside = 0
 	}
+}
+
+// datedSizing is a prediction and when it came into force.
+type datedSizing struct {
+	At     time.Time
+	Sizing forecasting.Sizing
+}
+
+// maxPastPredictions bounds the predictions kept per stage for scoring.
+const maxPastPredictions = 8
+
+func appendDated(ps []datedSizing, p datedSizing) []datedSizing {
+	ps = append(ps, p)
+	if len(ps) > maxPastPredictions {
+		ps = append([]datedSizing(nil), ps[len(ps)-maxPastPredictions:]...)
+	}
+	return ps
+}
+
+// predictionAt is the stage's prediction in force when a task was scheduled:
+// the newest made at or before then, else the oldest kept.
+func (s *forecasterState) predictionAt(stage string, scheduled time.Time) (forecasting.Sizing, bool) {
+	ps := s.past[stage]
+	if len(ps) == 0 {
+		return forecasting.Sizing{}, false
+	}
+	for i := len(ps) - 1; i >= 0; i-- {
+		if !ps[i].At.After(scheduled) {
+			return ps[i].Sizing, true
+		}
+	}
+	return ps[0].Sizing, true
 }
 
 // starts records where runs are from their stages' start events.
@@ -435,6 +471,7 @@ type checkpointData struct {
 	Graph     *forecasting.StageGraph
 	Feedback  map[string]*Feedback
 	Current   map[string]forecasting.Sizing
+	Past      map[string][]datedSizing
 	Workflows map[string]string
 	Instances map[string]*instance
 	Arrivals  map[string]*arrivalSeries
@@ -454,7 +491,7 @@ func (s *forecasterState) checkpoint() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := checkpointData{Opts: s.opts, Sizer: sz, Profiles: s.profiles, Graph: s.graph, Feedback: s.feedback, Current: s.current,
+	d := checkpointData{Opts: s.opts, Sizer: sz, Profiles: s.profiles, Graph: s.graph, Feedback: s.feedback, Current: s.current, Past: s.past,
 		Workflows: s.workflows, Instances: s.instances, Arrivals: s.arrivals, Demand: s.demand, Util: s.util, Seq: s.seq, Observed: s.observed, Rejected: s.rejected}
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
@@ -494,6 +531,7 @@ func restoreState(b []byte) (*forecasterState, error) {
 	// Maps decoded from the checkpoint are the state's own from here on.
 	adopt(&s.feedback, d.Feedback)
 	adopt(&s.current, d.Current)
+	adopt(&s.past, d.Past)
 	adopt(&s.workflows, d.Workflows)
 	adopt(&s.instances, d.Instances)
 	adopt(&s.arrivals, d.Arrivals)
