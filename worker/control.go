@@ -12,6 +12,7 @@ import (
 
 	"github.com/headstart-dev/headstart/activities"
 	"github.com/headstart-dev/headstart/interceptors"
+	"github.com/headstart-dev/headstart/shapers"
 )
 
 // Options configure the Headstart control plane.
@@ -29,6 +30,8 @@ type Options struct {
 	// PrometheusURL is the Prometheus HTTP API the forecaster reads
 	// utilization from (ForecasterOptions.Utilization). If not set, none.
 	PrometheusURL string
+	// Shapers the prefetch activities apply actions through, by target kind.
+	Shapers map[string]shapers.Shaper
 }
 
 func (o Options) withDefaults() Options {
@@ -71,6 +74,7 @@ func New(c client.Client, opts Options) (sdkworker.Worker, error) {
 	if opts.PrometheusURL != "" {
 		w.RegisterActivity(&activities.PrometheusReader{URL: opts.PrometheusURL})
 	}
+	w.RegisterActivity(&activities.Prefetcher{Client: c, Shapers: opts.Shapers})
 	return w, nil
 }
 

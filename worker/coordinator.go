@@ -3,7 +3,10 @@ package worker
 import (
 	"fmt"
 	"math"
+	"strconv"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/headstart-dev/headstart/resources"
 )
@@ -118,7 +121,7 @@ func Decide(u Upcoming, now time.Time, capacity, free resources.Vector, opts Coo
 	if want.Fits(usable) {
 		d.Kind, d.Amount = DecideReserve, want
 		d.Reason = fmt.Sprintf("confidence %.2f, margin %.0f%%", u.Confidence, 100*d.Margin)
-		d.Summary = fmt.Sprintf("reserve %v for %s, confidence %.2f, lead %v", want, u.Stage, u.Confidence, u.Start.Sub(now).Round(time.Second))
+		d.Summary = fmt.Sprintf("reserve %s for %s, confidence %.2f, lead %s", human(want), u.Stage, u.Confidence, seconds(u.Start.Sub(now)))
 		return d
 	}
 	// The largest share of the need that fits in every resource it asks for.
@@ -131,10 +134,38 @@ func Decide(u Upcoming, now time.Time, capacity, free resources.Vector, opts Coo
 	if share*(1+d.Margin) >= opts.MinPartial {
 		d.Kind, d.Amount = DecidePartial, want.Scale(share)
 		d.Reason = fmt.Sprintf("only %.0f%% fits outside the protected %.0f%%", 100*share, 100*opts.ProtectedShare)
-		d.Summary = fmt.Sprintf("reserve %v of %v for %s (partial), confidence %.2f", d.Amount, want, u.Stage, u.Confidence)
+		d.Summary = fmt.Sprintf("reserve %s of %s for %s (partial), confidence %.2f, lead %s", human(d.Amount), human(want), u.Stage, u.Confidence, seconds(u.Start.Sub(now)))
 		return d
 	}
 	d.Kind, d.ActAt = DecideDelay, now.Add(opts.RetryAfter)
 	d.Reason = fmt.Sprintf("too little room (%.0f%% of the need) outside the protected %.0f%%; retrying in %v", 100*math.Max(share, 0), 100*opts.ProtectedShare, opts.RetryAfter)
 	return d
 }
+
+// human writes resources as a person reads them: "4 CPU / 8 GiB".
+func human(v resources.Vector) string {
+	var parts []string
+	if c := v.Get(resources.CPU); c > 0 {
+		parts = append(parts, strconv.FormatFloat(math.Round(c*10)/10, 'f', -1, 64)+" CPU")
+	}
+	if m := v.Get(resources.Memory); m > 0 {
+		b := resources.FormatBytes(m) // "9.4Gi" → "9.4 GiB", "512" → "512 B"
+		if i := strings.IndexFunc(b, unicode.IsLetter); i >= 0 {
+			b = b[:i] + " " + b[i:] + "B"
+		} else {
+			b += " B"
+		}
+		parts = append(parts, b)
+	}
+	for _, k := range []resources.Kind{resources.DiskIOPS, resources.DiskBytes, resources.NetBytes} {
+		if x := v.Get(k); x > 0 {
+			parts = append(parts, resources.FormatQuantity(x)+" "+k.String()+"/s")
+		}
+	}
+	if len(parts) == 0 {
+		return "nothing"
+	}
+	return strings.Join(parts, " / ")
+}
+
+func seconds(d time.Duration) string { return strconv.Itoa(int(d.Round(time.Second).Seconds())) + " s" }

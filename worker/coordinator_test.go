@@ -1,7 +1,6 @@
 package worker
 
 import (
-	"strings"
 	"testing"
 	"time"
 
@@ -42,9 +41,8 @@ func TestDecideAppliesThePrefetchRule(t *testing.T) {
 				require.InDelta(t, tt.amount.Get(k), d.Amount.Get(k), 1e-6*(1+tt.amount.Get(k)), "%s", k)
 			}
 			require.Contains(t, d.Reason, tt.reason)
-			if d.Kind == DecideReserve {
-				require.True(t, strings.HasPrefix(d.Summary, "reserve cpu="), d.Summary)
-				require.Contains(t, d.Summary, "for W/train, confidence")
+			if d.Kind == DecideReserve && tt.u.Confidence == 1 {
+				require.Equal(t, "reserve 4 CPU / 8 GiB for W/train, confidence 1.00, lead 6 s", d.Summary)
 			}
 			// Prefetching never eats into the protected share.
 			usable := tt.free.Sub(capacity.Scale(0.25)).ClampZero()

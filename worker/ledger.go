@@ -9,15 +9,16 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/headstart-dev/headstart/activities"
 	"github.com/headstart-dev/headstart/resources"
 )
 
 // The ledger's workflow type, updates and queries.
 const (
 	LedgerWorkflowName  = "HeadstartLedger"
-	UpdateReserve       = "reserve"
-	UpdateRelease       = "release"
-	UpdateSetCapacity   = "set-capacity"
+	UpdateReserve       = activities.UpdateReserve
+	UpdateRelease       = activities.UpdateRelease
+	UpdateSetCapacity   = activities.UpdateSetCapacity
 	QueryReservations   = "reservations"
 	QueryPool           = "pool"
 	maxLedgerUpdatesRun = 5000
@@ -42,9 +43,6 @@ type PoolStatus struct {
 	Reservations       int
 	Reclaims, Expiries int64
 }
-
-// ReleaseRequest gives back a reservation.
-type ReleaseRequest struct{ Key string }
 
 // ledgerErrorType is the application error type a ledger error crosses an
 // update with, so callers (and retry policies) can match it.

@@ -1,0 +1,87 @@
+package activities
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/headstart-dev/headstart/resources"
+)
+
+// The ledger workflow's updates, which the prefetch activities call.
+const (
+	UpdateReserve     = "reserve"
+	UpdateRelease     = "release"
+	UpdateSetCapacity = "set-capacity"
+)
+
+// Errors a ledger returns; test for them with errors.Is. Across a Temporal
+// update they arrive as application errors typed InvalidReservation,
+// InsufficientCapacity, UnknownPool, UnknownReservation or CapacityBelowHard.
+var (
+	ErrInvalidReservation   = errors.New("invalid reservation request")
+	ErrInsufficientCapacity = errors.New("insufficient capacity")
+	ErrUnknownPool          = errors.New("unknown resource pool")
+	ErrUnknownReservation   = errors.New("unknown reservation")
+	ErrCapacityBelowHard    = errors.New("capacity below hard reservations")
+)
+
+// MaxReservationTTL bounds a reservation's time to live.
+const MaxReservationTTL = 24 * time.Hour
+
+// Reservation is capacity held for a stage in a pool.
+type Reservation struct {
+	Key       string           `json:"key"` // idempotency key: one reservation per key
+	Pool      string           `json:"pool"`
+	Stage     string           `json:"stage"`
+	Resources resources.Vector `json:"resources"`
+	// Soft reservations are reclaimed when a hard request needs the room;
+	// hard ones are never reclaimed.
+	Soft     bool      `json:"soft"`
+	Priority int       `json:"priority"` // higher is more important
+	Created  time.Time `json:"created"`
+	Expires  time.Time `json:"expires"`
+}
+
+// ReserveRequest asks a ledger to hold capacity.
+type ReserveRequest struct {
+	Key       string
+	Pool      string
+	Stage     string
+	Resources resources.Vector
+	TTL       time.Duration
+	Priority  int
+	Soft      bool
+}
+
+// Validate rejects a malformed request before anything is written.
+func (r ReserveRequest) Validate(pool string) error {
+	switch {
+	case r.Pool != pool:
+		return fmt.Errorf("%w: %q (this ledger holds %q)", ErrUnknownPool, r.Pool, pool)
+	case r.Key == "":
+		return fmt.Errorf("%w: empty key", ErrInvalidReservation)
+	case r.Stage == "":
+		return fmt.Errorf("%w: empty stage", ErrInvalidReservation)
+	case r.TTL <= 0 || r.TTL > MaxReservationTTL:
+		return fmt.Errorf("%w: ttl %v, want (0, %v]", ErrInvalidReservation, r.TTL, MaxReservationTTL)
+	case r.Resources.IsZero():
+		return fmt.Errorf("%w: no resources", ErrInvalidReservation)
+	}
+	if err := r.Resources.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidReservation, err)
+	}
+	return nil
+}
+
+// ReserveResult says what a reservation request did.
+type ReserveResult struct {
+	Reservation Reservation `json:"reservation"`
+	// Existing is true when the key was already reserved: nothing changed.
+	Existing bool `json:"existing"`
+	// Reclaimed lists the soft reservations taken back to make room.
+	Reclaimed []string `json:"reclaimed,omitempty"`
+}
+
+// ReleaseRequest gives back a reservation.
+type ReleaseRequest struct{ Key string }

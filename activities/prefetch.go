@@ -1,0 +1,91 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/headstart-dev/headstart/shapers"
+)
+
+// Prefetcher holds the prefetch activities: reserve and release capacity in a
+// pool's ledger, and shape capacity through a shaper. Each is idempotent —
+// a retried reserve holds once (the ledger keys it), a retried release or
+// shape changes nothing more — so the coordinator may retry them freely.
+type Prefetcher struct {
+	// Client reaches the ledgers.
+	Client client.Client
+	// Shapers by target kind.
+	Shapers map[string]shapers.Shaper
+}
+
+// ReserveInput names a pool's ledger workflow and the request for it.
+type ReserveInput struct {
+	LedgerWorkflowID string
+	Request          ReserveRequest
+}
+
+// ReleaseInput names a pool's ledger workflow and the reservation to give back.
+type ReleaseInput struct {
+	LedgerWorkflowID string
+	Key              string
+}
+
+// Reserve asks the pool's ledger to hold capacity. The ledger's typed errors
+// (InsufficientCapacity, InvalidReservation, …) come back as they are, not retried.
+func (p *Prefetcher) Reserve(ctx context.Context, in ReserveInput) (ReserveResult, error) {
+	var res ReserveResult
+	err := p.update(ctx, in.LedgerWorkflowID, UpdateReserve, in.Request, &res)
+	return res, err
+}
+
+// Release gives a reservation back; it reports false when it was not held.
+func (p *Prefetcher) Release(ctx context.Context, in ReleaseInput) (bool, error) {
+	var released bool
+	err := p.update(ctx, in.LedgerWorkflowID, UpdateRelease, ReleaseRequest{Key: in.Key}, &released)
+	return released, err
+}
+
+func (p *Prefetcher) update(ctx context.Context, id, name string, arg, result any) error {
+	h, err := p.Client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: id, UpdateName: name, Args: []any{arg}, WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err != nil {
+		return fmt.Errorf("%s on %s: %w", name, id, err)
+	}
+	if err := h.Get(ctx, result); err != nil {
+		return fmt.Errorf("%s on %s: %w", name, id, err)
+	}
+	return nil
+}
+
+// Shape applies an action through the shaper of its target's kind. Invalid
+// actions and unknown kinds fail without retries (types InvalidAction and
+// UnknownTarget).
+func (p *Prefetcher) Shape(ctx context.Context, a shapers.Action) (shapers.Status, error) {
+	s, ok := p.Shapers[a.Target.Kind]
+	if !ok {
+		return shapers.Status{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("no shaper for %s targets (%s)", a.Target.Kind, a.Target), "UnknownTarget", shapers.ErrUnknownTarget)
+	}
+	st, err := s.Apply(ctx, a)
+	if err != nil {
+		return st, shapeError(err)
+	}
+	return st, nil
+}
+
+func shapeError(err error) error {
+	for _, e := range []struct {
+		err  error
+		name string
+	}{{shapers.ErrInvalidAction, "InvalidAction"}, {shapers.ErrUnknownTarget, "UnknownTarget"}, {shapers.ErrUnsupported, "Unsupported"}} {
+		if errors.Is(err, e.err) {
+			return temporal.NewNonRetryableApplicationError(err.Error(), e.name, err)
+		}
+	}
+	return err
+}
