@@ -274,8 +274,8 @@ func TestObservationsAreScoredAgainstThePredictionOfTheirSchedulingTime(t *testi
 	st := newForecasterState(ForecasterOptions{})
 	t1, t2 := t0.Add(time.Hour), t0.Add(2*time.Hour)
 	st.past["W/a"] = []datedSizing{
-		{At: t1, Sizing: forecasting.Sizing{Memory: forecasting.Estimate{Median: 1}}},
-		{At: t2, Sizing: forecasting.Sizing{Memory: forecasting.Estimate{Median: 2}}},
+		{At: t1, Median: 1},
+		{At: t2, Median: 2},
 	}
 	for _, tt := range []struct {
 		scheduled time.Time
@@ -283,7 +283,7 @@ func TestObservationsAreScoredAgainstThePredictionOfTheirSchedulingTime(t *testi
 	}{{t1.Add(time.Minute), 1}, {t2, 2}, {t2.Add(time.Hour), 2}, {t0, 1}} {
 		p, ok := st.predictionAt("W/a", tt.scheduled)
 		require.True(t, ok)
-		require.Equal(t, tt.want, p.Memory.Median, "scheduled %v", tt.scheduled)
+		require.Equal(t, tt.want, p.Median, "scheduled %v", tt.scheduled)
 	}
 	_, ok := st.predictionAt("W/none", t1)
 	require.False(t, ok)

@@ -249,14 +249,14 @@ func (s *forecasterState) ingest(batch []forecasting.Observation, now time.Time)
 	for _, o := range touched {
 		z := s.sizer.Size(forecasting.Task{Stage: o.Stage, WorkflowType: o.WorkflowType, InputBytes: float64(o.PayloadInBytes)})
 		s.current[o.Stage] = z
-		s.past[o.Stage] = appendDated(s.past[o.Stage], datedSizing{At: now, Sizing: z})
+		s.past[o.Stage] = appendDated(s.past[o.Stage], dated(now, z))
 	}
 }
 
 // score compares an observation with the prediction in force for its stage.
 func (s *forecasterState) score(o forecasting.Observation) {
 	p, ok := s.predictionAt(o.Stage, o.Scheduled)
-	if !ok || o.PeakMemoryBytes <= 0 || p.Memory.Median <= 0 {
+	if !ok || o.PeakMemoryBytes <= 0 || p.Median <= 0 {
 		return // no model prediction yet
 	}
 	f := s.feedback[o.Stage]
@@ -267,10 +267,10 @@ func (s *forecasterState) score(o forecasting.Observation) {
 	// Errors are of the median estimate, not of the target, which sits
 	// above it by design; both sides floored at 1 MiB, as the sizer does.
 	actual := math.Max(o.PeakMemoryBytes, 1<<20)
-	err := (actual - math.Max(p.Memory.Median, 1<<20)) / actual
+	err := (actual - math.Max(p.Median, 1<<20)) / actual
 	rtErr := 0.0
-	if p.HasRuntime && o.Wall > 0 {
-		rtErr = math.Abs(o.Wall.Seconds()-p.Runtime.Target) / o.Wall.Seconds()
+	if p.Runtime > 0 && o.Wall > 0 {
+		rtErr = math.Abs(o.Wall.Seconds()-p.Runtime) / o.Wall.Seconds()
 	}
 	if f.Scored == 0 {
 		f.MAPE, f.Bias, f.RuntimeMAPE = math.Abs(err), err, rtErr
@@ -280,7 +280,7 @@ func (s *forecasterState) score(o forecasting.Observation) {
 		f.RuntimeMAPE += feedbackWeight * (rtErr - f.RuntimeMAPE)
 	}
 	f.Scored++
-	if o.PeakMemoryBytes >= p.Memory.Lower && o.PeakMemoryBytes <= p.Memory.Upper {
+	if o.PeakMemoryBytes >= p.Low && o.PeakMemoryBytes <= p.High {
 		f.Inside++
 	}
 	// A stage that has come to need more than predicted (its bias drifts
@@ -296,10 +296,19 @@ func (s *forecasterState) score(o forecasting.Observation) {
 	}
 }
 
-// datedSizing is a prediction and when it came into force.
+// datedSizing is what feedback needs of a prediction, and when it came into force.
 type datedSizing struct {
-	At     time.Time
-	Sizing forecasting.Sizing
+	At                time.Time
+	Median, Low, High float64 // memory
+	Runtime           float64 // seconds; 0 when not predicted
+}
+
+func dated(at time.Time, z forecasting.Sizing) datedSizing {
+	d := datedSizing{At: at, Median: z.Memory.Median, Low: z.Memory.Lower, High: z.Memory.Upper}
+	if z.HasRuntime {
+		d.Runtime = z.Runtime.Target
+	}
+	return d
 }
 
 // maxPastPredictions bounds the predictions kept per stage for scoring.
@@ -315,17 +324,17 @@ func appendDated(ps []datedSizing, p datedSizing) []datedSizing {
 
 // predictionAt is the stage's prediction in force when a task was scheduled:
 // the newest made at or before then, else the oldest kept.
-func (s *forecasterState) predictionAt(stage string, scheduled time.Time) (forecasting.Sizing, bool) {
+func (s *forecasterState) predictionAt(stage string, scheduled time.Time) (datedSizing, bool) {
 	ps := s.past[stage]
 	if len(ps) == 0 {
-		return forecasting.Sizing{}, false
+		return datedSizing{}, false
 	}
 	for i := len(ps) - 1; i >= 0; i-- {
 		if !ps[i].At.After(scheduled) {
-			return ps[i].Sizing, true
+			return ps[i], true
 		}
 	}
-	return ps[0].Sizing, true
+	return ps[0], true
 }
 
 // starts records where runs are from their stages' start events.
