@@ -48,6 +48,7 @@ func (o Options) withDefaults() Options {
 func Register(r sdkworker.WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(Forecaster, workflow.RegisterOptions{Name: ForecasterWorkflowName})
 	r.RegisterWorkflowWithOptions(Ledger, workflow.RegisterOptions{Name: LedgerWorkflowName})
+	r.RegisterWorkflowWithOptions(Coordinator, workflow.RegisterOptions{Name: CoordinatorWorkflowName})
 }
 
 // RegisterActivities registers the control plane's activities, exporting
@@ -75,6 +76,7 @@ func New(c client.Client, opts Options) (sdkworker.Worker, error) {
 		w.RegisterActivity(&activities.PrometheusReader{URL: opts.PrometheusURL})
 	}
 	w.RegisterActivity(&activities.Prefetcher{Client: c, Shapers: opts.Shapers})
+	w.RegisterActivity(&controlActivities{c: c})
 	return w, nil
 }
 

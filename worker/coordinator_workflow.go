@@ -1,0 +1,297 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/headstart-dev/headstart/activities"
+	"github.com/headstart-dev/headstart/resources"
+	"github.com/headstart-dev/headstart/shapers"
+)
+
+// CoordinatorWorkflowName is the coordinator's workflow type.
+const CoordinatorWorkflowName = "HeadstartCoordinator"
+
+// CoordinatorWorkflowID is the coordinator's workflow ID for a fleet.
+func CoordinatorWorkflowID(fleet string) string { return "headstart-coordinator-" + fleet }
+
+// StageTarget names the shaper target that replicates a stage.
+type StageTarget struct {
+	Stage  string
+	Target shapers.Target
+}
+
+// CoordinatorInput starts (or continues) a coordinator.
+type CoordinatorInput struct {
+	// Fleet whose forecaster the coordinator follows. If not set, "default".
+	Fleet string
+	// LedgerWorkflowID of the pool prefetching reserves in.
+	LedgerWorkflowID string
+	// Pool the ledger holds.
+	Pool string
+	// Interval between decisions. If not set, 2 s.
+	Interval time.Duration
+	// Rule and Replication tune the decisions.
+	Rule        CoordinatorOptions
+	Replication ReplicationOptions
+	// Replicate lists the stages replicated ahead of demand, and how.
+	Replicate []StageTarget
+	// MaxTicks before continuing as new. If not set, 1000.
+	MaxTicks int
+	// State carried by continue-as-new.
+	State CoordinatorState
+}
+
+// CoordinatorState is what the coordinator carries between runs.
+type CoordinatorState struct {
+	Held  map[string]string      // stage → the key of its prefetch reservation
+	Plans map[string]ReplicaPlan // stage → replicas planned
+}
+
+// Snapshot is what the coordinator sees on each tick.
+type Snapshot struct {
+	Capacity, Free resources.Vector
+	Upcoming       []Upcoming
+	// Peak is each stage's predicted peak of concurrent tasks.
+	Peak map[string]float64
+}
+
+// SnapshotInput names what to look at.
+type SnapshotInput struct {
+	Fleet            string
+	LedgerWorkflowID string
+	// MinProbability of a run's next stage for it to count. If not set, 0.5.
+	MinProbability float64
+}
+
+// controlActivities are the coordinator's read-only activities.
+type controlActivities struct{ c client.Client }
+
+// Snapshot reads the forecaster's predictions and running instances and the
+// pool's status, and turns them into upcoming stages: for each stage, the
+// runs expected to start it next (weighted by probability), the earliest
+// expected start, and their combined need.
+func (a *controlActivities) Snapshot(ctx context.Context, in SnapshotInput) (Snapshot, error) {
+	if in.MinProbability <= 0 {
+		in.MinProbability = 0.5
+	}
+	fid := ForecasterWorkflowID(in.Fleet)
+	var preds []Prediction
+	var inst []InstanceForecast
+	for _, q := range []struct {
+		name string
+		out  any
+	}{{QueryPredictions, &preds}, {QueryInstances, &inst}} {
+		v, err := a.c.QueryWorkflow(ctx, fid, "", q.name)
+		if err != nil {
+			return Snapshot{}, fmt.Errorf("query %s of %s: %w", q.name, fid, err)
+		}
+		if err := v.Get(q.out); err != nil {
+			return Snapshot{}, fmt.Errorf("decode %s: %w", q.name, err)
+		}
+	}
+	v, err := a.c.QueryWorkflow(ctx, in.LedgerWorkflowID, "", QueryPool)
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("query pool of %s: %w", in.LedgerWorkflowID, err)
+	}
+	var pool PoolStatus
+	if err := v.Get(&pool); err != nil {
+		return Snapshot{}, fmt.Errorf("decode pool: %w", err)
+	}
+	return snapshotFrom(preds, inst, pool, in.MinProbability), nil
+}
+
+// snapshotFrom aggregates running instances into upcoming stages.
+func snapshotFrom(preds []Prediction, inst []InstanceForecast, pool PoolStatus, minP float64) Snapshot {
+	byStage := map[string]Prediction{}
+	for _, p := range preds {
+		byStage[p.Stage] = p
+	}
+	type agg struct {
+		runs, maxP float64
+		start      time.Time
+	}
+	up := map[string]*agg{}
+	for _, in := range inst {
+		for _, n := range in.Next {
+			if n.Probability < minP {
+				continue
+			}
+			a := up[n.Stage]
+			if a == nil {
+				a = &agg{start: n.ExpectedAt}
+				up[n.Stage] = a
+			}
+			a.runs += n.Probability
+			a.maxP = math.Max(a.maxP, n.Probability)
+			if n.ExpectedAt.Before(a.start) {
+				a.start = n.ExpectedAt
+			}
+		}
+	}
+	s := Snapshot{Capacity: pool.Capacity, Free: pool.Free, Peak: map[string]float64{}}
+	for stage, a := range up {
+		p := byStage[stage]
+		per := resources.Vector{}.With(resources.CPU, p.CPU.Target).With(resources.Memory, p.Memory.Target)
+		s.Upcoming = append(s.Upcoming, Upcoming{Stage: stage, Start: a.start, Confidence: a.maxP * p.Confidence, Need: per.ClampZero().Scale(math.Ceil(a.runs))})
+		s.Peak[stage] = math.Max(a.runs, peakOf(p))
+	}
+	for _, p := range preds {
+		if _, ok := s.Peak[p.Stage]; !ok && peakOf(p) > 0 {
+			s.Peak[p.Stage] = peakOf(p)
+		}
+	}
+	sort.Slice(s.Upcoming, func(i, j int) bool { return s.Upcoming[i].Stage < s.Upcoming[j].Stage })
+	return s
+}
+
+func peakOf(p Prediction) float64 {
+	if p.Demand == nil {
+		return 0
+	}
+	return p.Demand.PeakConcurrent
+}
+
+// Coordinator is the prefetch loop: every Interval it takes a snapshot of
+// the forecast and the pool, applies the prefetch rule (Decide) to each
+// upcoming stage and reserves what it says, releases reservations whose
+// stage is no longer upcoming, and plans the replicas of the stages it
+// replicates (PlanReplicas), shaping them when the plan changes. Each
+// action's activity carries the summary a person reads in the Web UI.
+func Coordinator(ctx workflow.Context, in CoordinatorInput) error {
+	if in.Fleet == "" {
+		in.Fleet = "default"
+	}
+	if in.Interval <= 0 {
+		in.Interval = 2 * time.Second
+	}
+	if in.MaxTicks <= 0 {
+		in.MaxTicks = 1000
+	}
+	st := in.State
+	if st.Held == nil {
+		st.Held = map[string]string{}
+	}
+	if st.Plans == nil {
+		st.Plans = map[string]ReplicaPlan{}
+	}
+	logger := workflow.GetLogger(ctx)
+	var ctl *controlActivities
+	var pf *activities.Prefetcher
+	var last []Decision
+	if err := workflow.SetQueryHandlerWithOptions(ctx, "decisions", func() ([]Decision, error) { return last, nil },
+		workflow.QueryHandlerOptions{Description: "The last tick's decision for each upcoming stage, with its reason."}); err != nil {
+		return err
+	}
+	act := func(summary string) workflow.Context {
+		return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute, Summary: summary})
+	}
+	for tick := 0; tick < in.MaxTicks; tick++ {
+		if err := workflow.Sleep(ctx, in.Interval); err != nil {
+			return err
+		}
+		var snap Snapshot
+		if err := workflow.ExecuteActivity(act("snapshot of forecast and pool"), ctl.Snapshot, SnapshotInput{Fleet: in.Fleet, LedgerWorkflowID: in.LedgerWorkflowID}).Get(ctx, &snap); err != nil {
+			logger.Warn("no snapshot this tick", "error", err)
+			continue
+		}
+		now := workflow.Now(ctx)
+		free := snap.Free
+		last = last[:0]
+		upcoming := map[string]bool{}
+		for _, u := range snap.Upcoming {
+			upcoming[u.Stage] = true
+			d := Decide(u, now, snap.Capacity, free, in.Rule)
+			last = append(last, d)
+			if d.Kind != DecideReserve && d.Kind != DecidePartial {
+				continue
+			}
+			if _, held := st.Held[u.Stage]; held {
+				continue
+			}
+			key := fmt.Sprintf("prefetch/%s/%d", u.Stage, u.Start.Unix())
+			req := activities.ReserveRequest{Key: key, Pool: in.Pool, Stage: u.Stage, Resources: d.Amount, TTL: 10 * time.Minute, Soft: true}
+			var res activities.ReserveResult
+			if err := workflow.ExecuteActivity(act(d.Summary), pf.Reserve, activities.ReserveInput{LedgerWorkflowID: in.LedgerWorkflowID, Request: req}).Get(ctx, &res); err != nil {
+				logger.Warn("reserve failed", "stage", u.Stage, "error", err)
+				continue
+			}
+			st.Held[u.Stage] = key
+			free = free.Sub(d.Amount).ClampZero()
+		}
+		// Release what is no longer upcoming: the stage started, or its prediction lapsed.
+		for _, stage := range sortedKeys(st.Held) {
+			if upcoming[stage] {
+				continue
+			}
+			key := st.Held[stage]
+			if err := workflow.ExecuteActivity(act("release "+key+": "+stage+" is no longer upcoming"), pf.Release,
+				activities.ReleaseInput{LedgerWorkflowID: in.LedgerWorkflowID, Key: key}).Get(ctx, nil); err != nil {
+				logger.Warn("release failed", "stage", stage, "error", err)
+				continue
+			}
+			delete(st.Held, stage)
+		}
+		for _, r := range in.Replicate {
+			plan, reason := PlanReplicas(st.Plans[r.Stage], snap.Peak[r.Stage], now, in.Replication)
+			if plan.Replicas != st.Plans[r.Stage].Replicas {
+				a := shapers.Action{Target: r.Target, Desired: shapers.Desired{Replicas: shapers.Int(plan.Replicas)}, Reason: reason}
+				summary := fmt.Sprintf("replicate %s ×%d: %s", r.Stage, plan.Replicas, reason)
+				if err := workflow.ExecuteActivity(act(summary), pf.Shape, a).Get(ctx, nil); err != nil {
+					logger.Warn("shape failed", "stage", r.Stage, "error", err)
+					continue
+				}
+			}
+			st.Plans[r.Stage] = plan
+		}
+		workflow.SetCurrentDetails(ctx, coordinatorDetails(last, st))
+		if workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+			break
+		}
+	}
+	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+		return err
+	}
+	in.State = st
+	return workflow.NewContinueAsNewError(ctx, CoordinatorWorkflowName, in)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	//workflowcheck:ignore collected, then sorted
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// coordinatorDetails is the Markdown the Web UI shows: decisions first.
+//
+//workflowcheck:ignore fmt formats strings and numbers here, deterministically
+func coordinatorDetails(ds []Decision, st CoordinatorState) string {
+	var b strings.Builder
+	b.WriteString("**Headstart coordinator**\n\n| stage | decision | amount | reason |\n|---|---|---|---|\n")
+	for _, d := range ds {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", short(d.Stage), d.Kind, human(d.Amount), d.Reason)
+	}
+	b.WriteString("\n| stage | held reservation | replicas |\n|---|---|---|\n")
+	stages := map[string]bool{}
+	for s := range st.Held { //workflowcheck:ignore collected, then sorted
+		stages[s] = true
+	}
+	for s := range st.Plans { //workflowcheck:ignore collected, then sorted
+		stages[s] = true
+	}
+	for _, s := range sortedKeys(stages) {
+		fmt.Fprintf(&b, "| %s | %s | %d |\n", short(s), st.Held[s], st.Plans[s].Replicas)
+	}
+	return b.String()
+}

@@ -1,0 +1,94 @@
+package worker
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/headstart-dev/headstart/activities"
+	"github.com/headstart-dev/headstart/shapers"
+)
+
+// TestCoordinatorReservesReleasesAndReplicates: a stage predicted to start
+// soon is reserved for (once), replicated for its predicted peak, and its
+// reservation released when it is no longer upcoming.
+func TestCoordinatorReservesReleasesAndReplicates(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterWorkflowWithOptions(Coordinator, workflow.RegisterOptions{Name: CoordinatorWorkflowName})
+	var ctl *controlActivities
+	var pf *activities.Prefetcher
+
+	var mu sync.Mutex
+	ticks := 0
+	env.OnActivity(ctl.Snapshot, mock.Anything, mock.Anything).Return(func(ctx context.Context, _ SnapshotInput) (Snapshot, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		ticks++
+		s := Snapshot{Capacity: vec(16, 64), Free: vec(16, 64), Peak: map[string]float64{"W/train": 25}}
+		if ticks <= 3 { // train is coming for three ticks, then it has started
+			s.Upcoming = []Upcoming{{Stage: "W/train", Start: env.Now().Add(4 * time.Second), Confidence: 0.95, Need: vec(4, 8)}}
+		}
+		return s, nil
+	})
+	var reserved []activities.ReserveInput
+	env.OnActivity(pf.Reserve, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.ReserveInput) (activities.ReserveResult, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		reserved = append(reserved, in)
+		return activities.ReserveResult{Reservation: activities.Reservation{Key: in.Request.Key}}, nil
+	})
+	var released []string
+	env.OnActivity(pf.Release, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.ReleaseInput) (bool, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		released = append(released, in.Key)
+		return true, nil
+	})
+	var shaped []shapers.Action
+	env.OnActivity(pf.Shape, mock.Anything, mock.Anything).Return(func(ctx context.Context, a shapers.Action) (shapers.Status, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		shaped = append(shaped, a)
+		return shapers.Status{Target: a.Target, Replicas: *a.Desired.Replicas}, nil
+	})
+
+	env.ExecuteWorkflow(CoordinatorWorkflowName, CoordinatorInput{
+		Fleet: "f", LedgerWorkflowID: "ledger", Pool: "p", Interval: time.Second, MaxTicks: 6,
+		Replicate: []StageTarget{{Stage: "W/train", Target: shapers.Target{Kind: "workerpool", Name: "train-replicas"}}},
+	})
+	require.ErrorContains(t, env.GetWorkflowError(), "continue as new", "after MaxTicks it continues as new")
+
+	require.Len(t, reserved, 1, "reserved once while upcoming, not every tick")
+	r := reserved[0]
+	require.Equal(t, "ledger", r.LedgerWorkflowID)
+	require.Equal(t, "W/train", r.Request.Stage)
+	require.True(t, r.Request.Soft)
+	require.InDelta(t, 4*1.125, r.Request.Resources.Get(0), 1e-9, "confidence 0.95: a quarter of the 50% margin")
+	require.Equal(t, []string{r.Request.Key}, released, "released once train was no longer upcoming")
+	require.Len(t, shaped, 1, "replicas planned once for a peak of 25 tasks")
+	require.Equal(t, 4, *shaped[0].Desired.Replicas)
+	require.Equal(t, "train-replicas", shaped[0].Target.Name)
+}
+
+func TestSnapshotAggregatesRunsIntoUpcomingStages(t *testing.T) {
+	at := t0.Add(time.Minute)
+	preds := []Prediction{{Stage: "W/train", Confidence: 0.9, CPU: Bounds{Target: 2}, Memory: Bounds{Target: 1 << 30}}}
+	inst := []InstanceForecast{
+		{RunID: "a", Next: []NextInstanceStage{{Stage: "W/train", Probability: 1, ExpectedAt: at.Add(time.Second)}}},
+		{RunID: "b", Next: []NextInstanceStage{{Stage: "W/train", Probability: 0.8, ExpectedAt: at}}},
+		{RunID: "c", Next: []NextInstanceStage{{Stage: "W/train", Probability: 0.2, ExpectedAt: at}}}, // unlikely: ignored
+	}
+	s := snapshotFrom(preds, inst, PoolStatus{Capacity: vec(8, 32), Free: vec(6, 30)}, 0.5)
+	require.Len(t, s.Upcoming, 1)
+	u := s.Upcoming[0]
+	require.Equal(t, at, u.Start, "the earliest expected start")
+	require.InDelta(t, 0.9, u.Confidence, 1e-9)
+	require.Equal(t, vec(4, 2), u.Need, "two runs (1.8 rounded up) × 2 CPU / 1 GiB")
+	require.InDelta(t, 1.8, s.Peak["W/train"], 1e-9)
+	require.Equal(t, vec(6, 30), s.Free)
+}
