@@ -25,7 +25,12 @@ var record = flag.Bool("record", false, "rewrite "+recordedHistory+" from a run 
 
 const recordedHistory = "testdata/forecaster-history.json"
 
-func TestMain(m *testing.M) { os.Exit(temporaltest.Main(m)) }
+func TestMain(m *testing.M) {
+	if queue := os.Getenv("HEADSTART_REPLICA_QUEUE"); queue != "" {
+		os.Exit(replica(queue))
+	}
+	os.Exit(temporaltest.Main(m))
+}
 
 // TestForecasterPredictsThePipelineOnDevServer: the sample pipeline, profiled
 // and batching to the forecaster, yields predictions for every stage within a
