@@ -174,4 +174,26 @@ func TestHeavyStageIsReplicatedBeforeItsTasksArrive(t *testing.T) {
 	var decisions []headstart.Decision
 	require.NoError(t, v.Get(&decisions))
 	t.Logf("coordinator's last decisions: %+v", decisions)
+
+	// The coordinator's history replays against the code.
+	h, err := temporaltest.History(ctx, c, headstart.CoordinatorWorkflowID(fleet), "")
+	require.NoError(t, err)
+	replayer := sdkworker.NewWorkflowReplayer()
+	headstart.Register(replayer)
+	require.NoError(t, replayer.ReplayWorkflowHistory(nil, h))
+	if *record {
+		require.NoError(t, temporaltest.WriteHistory(recordedCoordinatorHistory, h))
+	}
+}
+
+const recordedCoordinatorHistory = "testdata/coordinator-history.json"
+
+// TestReplayRecordedCoordinatorHistory guards the coordinator's determinism across code changes.
+func TestReplayRecordedCoordinatorHistory(t *testing.T) {
+	if *record {
+		t.Skip("recording")
+	}
+	replayer := sdkworker.NewWorkflowReplayer()
+	headstart.Register(replayer)
+	require.NoError(t, replayer.ReplayWorkflowHistoryFromJSONFile(nil, recordedCoordinatorHistory))
 }
