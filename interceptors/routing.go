@@ -2,9 +2,15 @@ package interceptors
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"sync"
+	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
+	taskqueuepb "go.temporal.io/api/taskqueue/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/workflow"
 )
@@ -128,4 +134,26 @@ func (o *routingOutbound) ExecuteActivity(ctx workflow.Context, activityType str
 		ctx = workflow.WithActivityOptions(ctx, opts)
 	}
 	return o.Next.ExecuteActivity(ctx, activityType, args...)
+}
+
+// PollersReady is a ReadyFunc that counts a queue's activity pollers seen in
+// the last 10 seconds through DescribeTaskQueue: replicas are ready when at
+// least one polls.
+func PollersReady(c client.Client, namespace string) ReadyFunc {
+	return func(ctx context.Context, queue string) (bool, error) {
+		resp, err := c.WorkflowService().DescribeTaskQueue(ctx, &workflowservice.DescribeTaskQueueRequest{
+			Namespace:     namespace,
+			TaskQueue:     &taskqueuepb.TaskQueue{Name: queue, Kind: enumspb.TASK_QUEUE_KIND_NORMAL},
+			TaskQueueType: enumspb.TASK_QUEUE_TYPE_ACTIVITY,
+		})
+		if err != nil {
+			return false, fmt.Errorf("describe task queue %s: %w", queue, err)
+		}
+		for _, p := range resp.GetPollers() {
+			if time.Since(p.GetLastAccessTime().AsTime()) < 10*time.Second {
+				return true, nil
+			}
+		}
+		return false, nil
+	}
 }

@@ -12,9 +12,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	enumspb "go.temporal.io/api/enums/v1"
-	taskqueuepb "go.temporal.io/api/taskqueue/v1"
-	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/interceptor"
 	sdkworker "go.temporal.io/sdk/worker"
@@ -48,23 +45,6 @@ func replica(queue string) int {
 		return 1
 	}
 	return 0
-}
-
-func queuePollers(ctx context.Context, c client.Client, queue string) (int, error) {
-	resp, err := c.WorkflowService().DescribeTaskQueue(ctx, &workflowservice.DescribeTaskQueueRequest{
-		Namespace: "default", TaskQueue: &taskqueuepb.TaskQueue{Name: queue, Kind: enumspb.TASK_QUEUE_KIND_NORMAL},
-		TaskQueueType: enumspb.TASK_QUEUE_TYPE_ACTIVITY,
-	})
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, p := range resp.GetPollers() {
-		if time.Since(p.GetLastAccessTime().AsTime()) < 10*time.Second {
-			n++
-		}
-	}
-	return n, nil
 }
 
 // TestHeavyStageIsReplicatedBeforeItsTasksArrive: the profiled pipeline
@@ -106,14 +86,15 @@ func TestHeavyStageIsReplicatedBeforeItsTasksArrive(t *testing.T) {
 	require.NoError(t, w.Start())
 	defer w.Stop()
 	var readyNanos atomic.Int64 // when replicas first polled Train's queue
+	pollersReady := interceptors.PollersReady(c, "default")
 	go func() {
 		for ctx.Err() == nil {
 			_ = router.Sync(ctx, map[string]string{train: trainQueue}, func(ctx context.Context, q string) (bool, error) {
-				n, err := queuePollers(ctx, c, q)
-				if n > 0 {
+				ready, err := pollersReady(ctx, q)
+				if ready {
 					readyNanos.CompareAndSwap(0, time.Now().UnixNano())
 				}
-				return n > 0, err
+				return ready, err
 			})
 			time.Sleep(100 * time.Millisecond)
 		}

@@ -187,7 +187,7 @@ func TestRoutedStageRunsOnItsReplicas(t *testing.T) {
 		require.NoError(t, r.Get(ctx, &pid))
 		return pid, r
 	}
-	ready := func(ctx context.Context, queue string) (bool, error) { return len(pollers(ctx, t, c, queue)) > 0, nil }
+	ready := interceptors.PollersReady(c, "default")
 	replicas := map[string]string{stage: replicaQueue}
 
 	// No replicas: the stage falls back to its own queue.
