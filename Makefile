@@ -31,7 +31,7 @@ run: ## start the dev server + Web UI, the sample worker and a starter (Ctrl-C s
 	@scripts/run.sh
 
 .PHONY: test
-test: temporal prometheus ## all unit and integration tests, with -race, against a real dev server and Prometheus
+test: temporal prometheus kubernetes ## all unit and integration tests, with -race, against a real dev server, Prometheus and Kubernetes control plane
 	$(GO) test -race -timeout $(TEST_TIMEOUT) -count=1 $(TEST_FLAGS) ./...
 	@# Latency bounds hold for production builds: check them without the race detector too.
 	$(GO) test -timeout $(TEST_TIMEOUT) -count=1 -run 'TestSinkFailuresNeverReachActivities' $(TEST_FLAGS) ./interceptors/
@@ -57,6 +57,14 @@ check-deps: ## fail when a package imports against the direction in DESIGN.md
 
 .PHONY: temporal
 temporal: $(TEMPORAL) ## build the pinned Temporal CLI into the cache (about 8 minutes cold)
+
+.PHONY: kubernetes
+kubernetes: ## build the Kubernetes control plane for the tests into the cache (about 20 minutes cold)
+	scripts/build-kubernetes.sh >/dev/null
+
+.PHONY: test-k8s
+test-k8s: kubernetes ## the tests against a real Kubernetes control plane only
+	$(GO) test -race -timeout $(TEST_TIMEOUT) -count=1 $(TEST_FLAGS) ./internal/kubetest/
 
 .PHONY: prometheus
 prometheus: ## install Debian's Prometheus for the tests that scrape and query a real one

@@ -1,0 +1,276 @@
+// Package kubetest starts a real Kubernetes control plane for tests on
+// 127.0.0.1 — etcd, kube-apiserver, kube-controller-manager,
+// kube-scheduler, and kwok's fake nodes and kubelet — from binaries that
+// scripts/build-kubernetes.sh builds once into a cache (see
+// ../shared/KUBERNETES.md), and stops it when the test ends.
+package kubetest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/headstart-dev/headstart/internal/temporaltest"
+)
+
+// KwokVersion is the kwok whose stages (fake kubelet behaviour) are used.
+const KwokVersion = "v0.8.0"
+
+// NodeTaint is the taint on kwok's fake nodes: pods need a toleration for it.
+var NodeTaint = corev1.Taint{Key: "kwok.x-k8s.io/node", Value: "fake", Effect: corev1.TaintEffectNoSchedule}
+
+// Toleration lets a pod onto kwok's fake nodes.
+var Toleration = corev1.Toleration{Key: NodeTaint.Key, Operator: corev1.TolerationOpEqual, Value: NodeTaint.Value, Effect: NodeTaint.Effect}
+
+// Plane is a running control plane.
+type Plane struct {
+	Config     *rest.Config
+	Client     kubernetes.Interface
+	Kubeconfig string
+	dir        string
+	procs      []*exec.Cmd
+	logs       map[string]*bytes.Buffer
+}
+
+// Start brings up a control plane with one fake node of the given capacity
+// and waits until the node is Ready. It fails the test when a part cannot start.
+func Start(t testing.TB, nodeCPU, nodeMemory string) *Plane {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	bins := binaries(ctx, t)
+	p := &Plane{dir: t.TempDir(), logs: map[string]*bytes.Buffer{}}
+	t.Cleanup(p.stop)
+	p.certs(t)
+	etcdPort, peerPort, apiPort := freePort(t), freePort(t), freePort(t)
+	p.run(t, "etcd", filepath.Join(bins, "etcd"), "--data-dir="+filepath.Join(p.dir, "etcd"), "--unsafe-no-fsync",
+		fmt.Sprintf("--listen-client-urls=http://127.0.0.1:%d", etcdPort), fmt.Sprintf("--advertise-client-urls=http://127.0.0.1:%d", etcdPort),
+		fmt.Sprintf("--listen-peer-urls=http://127.0.0.1:%d", peerPort), fmt.Sprintf("--initial-advertise-peer-urls=http://127.0.0.1:%d", peerPort),
+		fmt.Sprintf("--initial-cluster=default=http://127.0.0.1:%d", peerPort), "--log-level=warn")
+	d := p.dir
+	p.run(t, "kube-apiserver", filepath.Join(bins, "kube-apiserver"),
+		fmt.Sprintf("--etcd-servers=http://127.0.0.1:%d", etcdPort), "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+		fmt.Sprintf("--secure-port=%d", apiPort), "--endpoint-reconciler-type=none",
+		"--tls-cert-file="+d+"/apiserver.crt", "--tls-private-key-file="+d+"/apiserver.key", "--client-ca-file="+d+"/ca.crt",
+		"--service-account-issuer=https://kubernetes.default.svc", "--service-account-key-file="+d+"/sa.pub",
+		"--service-account-signing-key-file="+d+"/sa.key", "--service-cluster-ip-range=10.96.0.0/24",
+		"--authorization-mode=RBAC", "--disable-admission-plugins=ServiceAccount")
+	p.Kubeconfig = filepath.Join(d, "admin.kubeconfig")
+	p.writeKubeconfig(t, apiPort)
+	cfg, err := clientcmd.BuildConfigFromFlags("", p.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Config = cfg
+	p.Client = kubernetes.NewForConfigOrDie(cfg)
+	p.waitFor(t, ctx, "the API server to be ready", func() bool {
+		body, err := p.Client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		return err == nil && strings.TrimSpace(string(body)) == "ok"
+	})
+	auth := []string{"--kubeconfig=" + p.Kubeconfig, "--authentication-kubeconfig=" + p.Kubeconfig, "--authorization-kubeconfig=" + p.Kubeconfig,
+		"--bind-address=127.0.0.1", "--leader-elect=false"}
+	p.run(t, "kube-controller-manager", filepath.Join(bins, "kube-controller-manager"),
+		append(auth, fmt.Sprintf("--secure-port=%d", freePort(t)), "--service-account-private-key-file="+d+"/sa.key", "--root-ca-file="+d+"/ca.crt")...)
+	p.run(t, "kube-scheduler", filepath.Join(bins, "kube-scheduler"), append(auth, fmt.Sprintf("--secure-port=%d", freePort(t)))...)
+	kwokArgs := []string{"--kubeconfig=" + p.Kubeconfig, "--manage-all-nodes=true", fmt.Sprintf("--server-address=127.0.0.1:%d", freePort(t))}
+	for _, s := range stages(ctx, t) {
+		kwokArgs = append(kwokArgs, "--config="+s)
+	}
+	p.run(t, "kwok", filepath.Join(bins, "kwok"), kwokArgs...)
+
+	node := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "kwok-node-0", Labels: map[string]string{"type": "kwok"},
+			Annotations: map[string]string{"kwok.x-k8s.io/node": "fake"}},
+		Spec: corev1.NodeSpec{Taints: []corev1.Taint{NodeTaint}},
+		Status: corev1.NodeStatus{
+			Capacity:    corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(nodeCPU), corev1.ResourceMemory: resource.MustParse(nodeMemory), corev1.ResourcePods: resource.MustParse("110")},
+			Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(nodeCPU), corev1.ResourceMemory: resource.MustParse(nodeMemory), corev1.ResourcePods: resource.MustParse("110")},
+		},
+	}
+	if _, err := p.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create node: %v", err)
+	}
+	p.waitFor(t, ctx, "the fake node to be Ready", func() bool {
+		n, err := p.Client.CoreV1().Nodes().Get(ctx, node.Name, metav1.GetOptions{})
+		if err != nil {
+			return false
+		}
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+				return true
+			}
+		}
+		return false
+	})
+	return p
+}
+
+func (p *Plane) run(t testing.TB, name, bin string, args ...string) {
+	t.Helper()
+	log := &bytes.Buffer{}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("kubetest: start %s: %v", name, err)
+	}
+	p.procs = append(p.procs, cmd)
+	p.logs[name] = log
+}
+
+func (p *Plane) waitFor(t testing.TB, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		if ctx.Err() != nil {
+			t.Fatalf("kubetest: timed out waiting for %s\n%s", what, p.tails())
+		}
+		for i, c := range p.procs {
+			if c.ProcessState != nil {
+				t.Fatalf("kubetest: process %d exited while waiting for %s\n%s", i, what, p.tails())
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (p *Plane) tails() string {
+	var b strings.Builder
+	for name, log := range p.logs {
+		s := log.String()
+		if len(s) > 1500 {
+			s = s[len(s)-1500:]
+		}
+		fmt.Fprintf(&b, "--- %s\n%s\n", name, s)
+	}
+	return b.String()
+}
+
+// stop ends the processes newest first.
+func (p *Plane) stop() {
+	for i := len(p.procs) - 1; i >= 0; i-- {
+		c := p.procs[i]
+		_ = c.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = c.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = c.Process.Kill()
+			<-done
+		}
+	}
+}
+
+// binaries returns the folder of the control plane's binaries, building them if needed.
+func binaries(ctx context.Context, t testing.TB) string {
+	script := filepath.Join(temporaltest.RepoRoot(), "scripts", "build-kubernetes.sh")
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, script)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("kubetest: %s: %v\n%s", script, err, stderr.String())
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// stages returns kwok's "fast" node and pod stages from its module.
+func stages(ctx context.Context, t testing.TB) []string {
+	out, err := exec.CommandContext(ctx, "go", "mod", "download", "-json", "sigs.k8s.io/kwok@"+KwokVersion).Output()
+	if err != nil {
+		t.Fatalf("kubetest: download kwok %s: %v", KwokVersion, err)
+	}
+	var mod struct{ Dir string }
+	if err := json.Unmarshal(out, &mod); err != nil {
+		t.Fatal(err)
+	}
+	var files []string
+	for _, g := range []string{"kustomize/stage/node/fast/*.yaml", "kustomize/stage/pod/fast/*.yaml"} {
+		m, _ := filepath.Glob(filepath.Join(mod.Dir, g))
+		for _, f := range m {
+			if filepath.Base(f) != "kustomization.yaml" {
+				files = append(files, f)
+			}
+		}
+	}
+	if len(files) == 0 {
+		t.Fatalf("kubetest: no kwok stages in %s", mod.Dir)
+	}
+	return files
+}
+
+// certs makes a CA, the API server's serving certificate, an admin client
+// certificate in system:masters and a service-account key pair.
+func (p *Plane) certs(t testing.TB) {
+	t.Helper()
+	d := p.dir
+	ssl := func(args ...string) {
+		cmd := exec.Command("openssl", args...)
+		cmd.Dir = d
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("kubetest: openssl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	ext := filepath.Join(d, "san.ext")
+	if err := os.WriteFile(ext, []byte("subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.96.0.1\nextendedKeyUsage=serverAuth\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=headstart-test-ca")
+	ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "apiserver.key", "-out", "apiserver.csr", "-subj", "/CN=kube-apiserver")
+	ssl("x509", "-req", "-in", "apiserver.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "apiserver.crt", "-days", "2", "-extfile", "san.ext")
+	ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "admin.key", "-out", "admin.csr", "-subj", "/O=system:masters/CN=admin")
+	ssl("x509", "-req", "-in", "admin.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "admin.crt", "-days", "2")
+	ssl("genrsa", "-out", "sa.key", "2048")
+	ssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub")
+}
+
+func (p *Plane) writeKubeconfig(t testing.TB, port int) {
+	t.Helper()
+	d := p.dir
+	cfg := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: test
+  cluster:
+    server: https://127.0.0.1:%d
+    certificate-authority: %s/ca.crt
+users:
+- name: admin
+  user:
+    client-certificate: %s/admin.crt
+    client-key: %s/admin.key
+contexts:
+- name: test
+  context: {cluster: test, user: admin}
+current-context: test
+`, port, d, d, d)
+	if err := os.WriteFile(p.Kubeconfig, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
