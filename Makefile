@@ -64,7 +64,7 @@ kubernetes: ## build the Kubernetes control plane for the tests into the cache (
 
 .PHONY: test-k8s
 test-k8s: kubernetes ## the tests against a real Kubernetes control plane only
-	$(GO) test -race -timeout $(TEST_TIMEOUT) -count=1 $(TEST_FLAGS) ./internal/kubetest/
+	$(GO) test -race -timeout $(TEST_TIMEOUT) -count=1 $(TEST_FLAGS) ./internal/kubetest/ ./shapers/kubernetes/
 
 .PHONY: prometheus
 prometheus: ## install Debian's Prometheus for the tests that scrape and query a real one
