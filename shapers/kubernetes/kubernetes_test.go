@@ -64,3 +64,44 @@ func TestDeploymentShaperOnARealControlPlane(t *testing.T) {
 		t.Fatalf("scaling an HPA's deployment: %v, want ErrAutoscaled", err)
 	}
 }
+
+// TestBandwidthAnnotationsOnTheStagesPods: limits land on the pod template
+// (and so on new pods), idempotently; a dry run changes nothing; 0 removes.
+func TestBandwidthAnnotationsOnTheStagesPods(t *testing.T) {
+	p := kubetest.Start(t, "8", "32Gi")
+	deployment(t, p, "stages", "fetch", 1)
+	s := kubernetes.New(p.Client, kubernetes.Options{})
+	ctx := context.Background()
+	target := shapers.Target{Kind: kubernetes.Kind, Name: "stages/fetch"}
+	annotations := func() map[string]string {
+		d, err := p.Client.AppsV1().Deployments("stages").Get(ctx, "fetch", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.Spec.Template.Annotations
+	}
+	if err := s.SetBandwidth(ctx, target, 25e6, 12.5e6, true); err != nil {
+		t.Fatal(err)
+	}
+	if len(annotations()) != 0 {
+		t.Fatalf("a dry run changed the template: %v", annotations())
+	}
+	for i := 0; i < 2; i++ {
+		if err := s.SetBandwidth(ctx, target, 25e6, 12.5e6, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := annotations()
+	if got[kubernetes.AnnotationIngressBandwidth] != "200M" || got[kubernetes.AnnotationEgressBandwidth] != "100M" {
+		t.Fatalf("annotations %v, want 200M in and 100M out", got)
+	}
+	if err := s.SetBandwidth(ctx, target, 0, 12.5e6, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := annotations()[kubernetes.AnnotationIngressBandwidth]; ok {
+		t.Fatal("a zero limit should remove the ingress annotation")
+	}
+	if err := s.SetBandwidth(ctx, target, -1, 0, false); !errors.Is(err, shapers.ErrInvalidAction) {
+		t.Fatalf("negative bandwidth: %v", err)
+	}
+}
