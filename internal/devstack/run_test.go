@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/headstart-dev/headstart/internal/temporaltest"
+	"github.com/headstart-dev/headstart/internal/testproc"
 	headstart "github.com/headstart-dev/headstart/worker"
 )
 
@@ -32,7 +33,7 @@ func TestMakeRun(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(temporaltest.RepoRoot(), "scripts", "run.sh"))
 	cmd.Dir = temporaltest.RepoRoot()
-	port, uiPort, metricsPort := freePort(t), freePort(t), freePort(t)
+	port, uiPort, metricsPort := testproc.FreePort(t), testproc.FreePort(t), testproc.FreePort(t)
 	cmd.Env = append(os.Environ(),
 		"HEADSTART_RUN_DIR="+t.TempDir(),
 		fmt.Sprintf("TEMPORAL_PORT=%d", port),
@@ -197,14 +198,4 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

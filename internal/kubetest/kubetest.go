@@ -10,7 +10,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +26,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/headstart-dev/headstart/internal/temporaltest"
+	"github.com/headstart-dev/headstart/internal/testproc"
 )
 
 // KwokVersion is the kwok whose stages (fake kubelet behaviour) are used.
@@ -58,7 +58,7 @@ func Start(t testing.TB, nodeCPU, nodeMemory string) *Plane {
 	p := &Plane{dir: t.TempDir(), logs: map[string]*bytes.Buffer{}}
 	t.Cleanup(p.stop)
 	p.certs(t)
-	etcdPort, peerPort, apiPort := freePort(t), freePort(t), freePort(t)
+	etcdPort, peerPort, apiPort := testproc.FreePort(t), testproc.FreePort(t), testproc.FreePort(t)
 	p.run(t, "etcd", filepath.Join(bins, "etcd"), "--data-dir="+filepath.Join(p.dir, "etcd"), "--unsafe-no-fsync",
 		fmt.Sprintf("--listen-client-urls=http://127.0.0.1:%d", etcdPort), fmt.Sprintf("--advertise-client-urls=http://127.0.0.1:%d", etcdPort),
 		fmt.Sprintf("--listen-peer-urls=http://127.0.0.1:%d", peerPort), fmt.Sprintf("--initial-advertise-peer-urls=http://127.0.0.1:%d", peerPort),
@@ -86,9 +86,9 @@ func Start(t testing.TB, nodeCPU, nodeMemory string) *Plane {
 	auth := []string{"--kubeconfig=" + p.Kubeconfig, "--authentication-kubeconfig=" + p.Kubeconfig, "--authorization-kubeconfig=" + p.Kubeconfig,
 		"--bind-address=127.0.0.1", "--leader-elect=false"}
 	p.run(t, "kube-controller-manager", filepath.Join(bins, "kube-controller-manager"),
-		append(auth, fmt.Sprintf("--secure-port=%d", freePort(t)), "--service-account-private-key-file="+d+"/sa.key", "--root-ca-file="+d+"/ca.crt")...)
-	p.run(t, "kube-scheduler", filepath.Join(bins, "kube-scheduler"), append(auth, fmt.Sprintf("--secure-port=%d", freePort(t)))...)
-	kwokArgs := []string{"--kubeconfig=" + p.Kubeconfig, "--manage-all-nodes=true", fmt.Sprintf("--server-address=127.0.0.1:%d", freePort(t))}
+		append(auth, fmt.Sprintf("--secure-port=%d", testproc.FreePort(t)), "--service-account-private-key-file="+d+"/sa.key", "--root-ca-file="+d+"/ca.crt")...)
+	p.run(t, "kube-scheduler", filepath.Join(bins, "kube-scheduler"), append(auth, fmt.Sprintf("--secure-port=%d", testproc.FreePort(t)))...)
+	kwokArgs := []string{"--kubeconfig=" + p.Kubeconfig, "--manage-all-nodes=true", fmt.Sprintf("--server-address=127.0.0.1:%d", testproc.FreePort(t))}
 	for _, s := range stages(ctx, t) {
 		kwokArgs = append(kwokArgs, "--config="+s)
 	}
@@ -164,16 +164,7 @@ func (p *Plane) tails() string {
 // stop ends the processes newest first.
 func (p *Plane) stop() {
 	for i := len(p.procs) - 1; i >= 0; i-- {
-		c := p.procs[i]
-		_ = c.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = c.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = c.Process.Kill()
-			<-done
-		}
+		testproc.Stop(p.procs[i], 10*time.Second)
 	}
 }
 
@@ -263,14 +254,4 @@ current-context: test
 	if err := os.WriteFile(p.Kubeconfig, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

@@ -6,7 +6,6 @@ package promtest
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/headstart-dev/headstart/internal/testproc"
 )
 
 // Server is a running Prometheus.
@@ -44,12 +45,7 @@ func Start(t testing.TB, interval time.Duration, targets ...string) *Server {
 	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := fmt.Sprintf("127.0.0.1:%d", testproc.FreePort(t))
 	log := &strings.Builder{}
 	cmd := exec.Command(bin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr, "--log.level=warn")
@@ -59,17 +55,7 @@ func Start(t testing.TB, interval time.Duration, targets ...string) *Server {
 		t.Fatalf("promtest: start %s: %v", bin, err)
 	}
 	s := &Server{URL: "http://" + addr, cmd: cmd, log: log}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
+	t.Cleanup(func() { testproc.Stop(cmd, 10*time.Second) })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for {
