@@ -17,12 +17,12 @@ const (
 
 // Errors a ledger returns; test for them with errors.Is. Across a Temporal
 // update they arrive as application errors typed InvalidReservation,
-// InsufficientCapacity, UnknownPool, UnknownReservation or CapacityBelowHard.
+// InsufficientCapacity, UnknownPool or CapacityBelowHard. Releasing a key
+// that is not held is not an error.
 var (
 	ErrInvalidReservation   = errors.New("invalid reservation request")
 	ErrInsufficientCapacity = errors.New("insufficient capacity")
 	ErrUnknownPool          = errors.New("unknown resource pool")
-	ErrUnknownReservation   = errors.New("unknown reservation")
 	ErrCapacityBelowHard    = errors.New("capacity below hard reservations")
 )
 

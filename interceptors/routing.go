@@ -45,18 +45,6 @@ func (r *Router) Route(stage string) (string, bool) {
 	return q, ok
 }
 
-// Routes returns every stage's route, sorted by stage.
-func (r *Router) Routes() [][2]string {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	out := make([][2]string, 0, len(r.routes))
-	for s, q := range r.routes {
-		out = append(out, [2]string{s, q})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i][0] < out[j][0] })
-	return out
-}
-
 // ReadyFunc reports whether a queue has replicas ready to take tasks, e.g.
 // pollers seen through DescribeTaskQueue.
 type ReadyFunc func(ctx context.Context, queue string) (bool, error)

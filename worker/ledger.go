@@ -52,7 +52,7 @@ func ledgerErrorType(err error) string {
 		name string
 	}{
 		{ErrInvalidReservation, "InvalidReservation"}, {ErrInsufficientCapacity, "InsufficientCapacity"},
-		{ErrUnknownPool, "UnknownPool"}, {ErrUnknownReservation, "UnknownReservation"}, {ErrCapacityBelowHard, "CapacityBelowHard"},
+		{ErrUnknownPool, "UnknownPool"}, {ErrCapacityBelowHard, "CapacityBelowHard"},
 	} {
 		if errors.Is(err, e.err) {
 			return e.name

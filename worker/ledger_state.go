@@ -24,7 +24,6 @@ var (
 	ErrInvalidReservation   = activities.ErrInvalidReservation
 	ErrInsufficientCapacity = activities.ErrInsufficientCapacity
 	ErrUnknownPool          = activities.ErrUnknownPool
-	ErrUnknownReservation   = activities.ErrUnknownReservation
 	ErrCapacityBelowHard    = activities.ErrCapacityBelowHard
 )
 
