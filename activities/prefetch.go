@@ -78,6 +78,25 @@ func (p *Prefetcher) Shape(ctx context.Context, a shapers.Action) (shapers.Statu
 	return st, nil
 }
 
+// Migrate moves a target's replicas off a host through the shaper of its
+// kind, when that shaper is a shapers.Migrator (otherwise type Unsupported).
+func (p *Prefetcher) Migrate(ctx context.Context, m shapers.Migration) (shapers.Moved, error) {
+	s, ok := p.Shapers[m.Target.Kind]
+	if !ok {
+		return shapers.Moved{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("no shaper for %s targets (%s)", m.Target.Kind, m.Target), "UnknownTarget", shapers.ErrUnknownTarget)
+	}
+	mg, ok := s.(shapers.Migrator)
+	if !ok {
+		return shapers.Moved{}, shapeError(fmt.Errorf("%w: %s targets cannot migrate", shapers.ErrUnsupported, m.Target.Kind))
+	}
+	moved, err := mg.Migrate(ctx, m)
+	if err != nil {
+		return moved, shapeError(err)
+	}
+	return moved, nil
+}
+
 func shapeError(err error) error {
 	for _, e := range []struct {
 		err  error

@@ -99,3 +99,44 @@ var (
 
 // Int returns a pointer to n, for Desired fields.
 func Int(n int) *int { return &n }
+
+// Migration asks a shaper to move a target's replicas off a host (a node, a
+// hypervisor) that is running hot; where they go is the platform's choice.
+type Migration struct {
+	Target Target `json:"target"`
+	// From is the host the replicas leave.
+	From string `json:"from"`
+	// Reason says why, for people reading logs and the Web UI.
+	Reason string `json:"reason"`
+	// DryRun validates the migration and reports what would move without moving anything.
+	DryRun bool `json:"dry_run,omitempty"`
+}
+
+// Validate rejects a migration no shaper can carry out.
+func (m Migration) Validate() error {
+	switch {
+	case m.Target.Kind == "" || m.Target.Name == "":
+		return fmt.Errorf("%w: target %q has no kind or name", ErrInvalidAction, m.Target)
+	case m.From == "":
+		return fmt.Errorf("%w: %s: no host to move off", ErrInvalidAction, m.Target)
+	case m.Reason == "":
+		return fmt.Errorf("%w: %s: no reason given", ErrInvalidAction, m.Target)
+	}
+	return nil
+}
+
+// Moved is what a migration did.
+type Moved struct {
+	// Moved names the replicas asked to move (evicted, migrating).
+	Moved []string `json:"moved"`
+	// Blocked names the replicas that may not move now (a disruption
+	// budget); migrating again later moves them.
+	Blocked []string `json:"blocked,omitempty"`
+	Message string   `json:"message,omitempty"`
+}
+
+// Migrator is a shaper that moves replicas between hosts. Migrate is
+// level-based: replicas already off the host are not touched again.
+type Migrator interface {
+	Migrate(ctx context.Context, m Migration) (Moved, error)
+}

@@ -89,25 +89,33 @@ func Start(t testing.TB, nodeCPU, nodeMemory string) *Plane {
 		append(auth, fmt.Sprintf("--secure-port=%d", testproc.FreePort(t)), "--service-account-private-key-file="+d+"/sa.key", "--root-ca-file="+d+"/ca.crt")...)
 	p.run(t, "kube-scheduler", filepath.Join(bins, "kube-scheduler"), append(auth, fmt.Sprintf("--secure-port=%d", testproc.FreePort(t)))...)
 	kwokArgs := []string{"--kubeconfig=" + p.Kubeconfig, "--manage-all-nodes=true", fmt.Sprintf("--server-address=127.0.0.1:%d", testproc.FreePort(t))}
-	for _, s := range stages(ctx, t) {
+	for _, s := range append(stages(ctx, t), p.resizeStage(t)) {
 		kwokArgs = append(kwokArgs, "--config="+s)
 	}
 	p.run(t, "kwok", filepath.Join(bins, "kwok"), kwokArgs...)
 
+	p.AddNode(t, "kwok-node-0", nodeCPU, nodeMemory)
+	return p
+}
+
+// AddNode adds a fake node of the given capacity, tainted with NodeTaint,
+// and waits until it is Ready.
+func (p *Plane) AddNode(t testing.TB, name, cpu, memory string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	capacity := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpu), corev1.ResourceMemory: resource.MustParse(memory), corev1.ResourcePods: resource.MustParse("110")}
 	node := &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: "kwok-node-0", Labels: map[string]string{"type": "kwok"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"type": "kwok", corev1.LabelHostname: name},
 			Annotations: map[string]string{"kwok.x-k8s.io/node": "fake"}},
-		Spec: corev1.NodeSpec{Taints: []corev1.Taint{NodeTaint}},
-		Status: corev1.NodeStatus{
-			Capacity:    corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(nodeCPU), corev1.ResourceMemory: resource.MustParse(nodeMemory), corev1.ResourcePods: resource.MustParse("110")},
-			Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(nodeCPU), corev1.ResourceMemory: resource.MustParse(nodeMemory), corev1.ResourcePods: resource.MustParse("110")},
-		},
+		Spec:   corev1.NodeSpec{Taints: []corev1.Taint{NodeTaint}},
+		Status: corev1.NodeStatus{Capacity: capacity, Allocatable: capacity},
 	}
 	if _, err := p.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("create node: %v", err)
+		t.Fatalf("kubetest: create node %s: %v", name, err)
 	}
-	p.waitFor(t, ctx, "the fake node to be Ready", func() bool {
-		n, err := p.Client.CoreV1().Nodes().Get(ctx, node.Name, metav1.GetOptions{})
+	p.waitFor(t, ctx, "node "+name+" to be Ready", func() bool {
+		n, err := p.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return false
 		}
@@ -118,7 +126,6 @@ func Start(t testing.TB, nodeCPU, nodeMemory string) *Plane {
 		}
 		return false
 	})
-	return p
 }
 
 func (p *Plane) run(t testing.TB, name, bin string, args ...string) {
@@ -204,6 +211,47 @@ func stages(ctx context.Context, t testing.TB) []string {
 		t.Fatalf("kubetest: no kwok stages in %s", mod.Dir)
 	}
 	return files
+}
+
+// resizeStage writes a kwok stage that plays the kubelet's part in an
+// in-place resize: when a running pod's container resources differ from
+// those its status reports, it reports the spec's as allocated and applied.
+// (Stock kwok stages never reflect a resize; the first pass also fills the
+// status of a new pod.)
+func (p *Plane) resizeStage(t testing.TB) string {
+	t.Helper()
+	const stage = `apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: headstart-pod-resize
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: '.metadata.deletionTimestamp'
+      operator: 'DoesNotExist'
+    - key: '.status.phase'
+      operator: 'In'
+      values: ['Running']
+    - key: '[.spec.containers[] | [.resources.requests // {}, .resources.limits // {}]] == [.status.containerStatuses[]? | [.resources.requests // {}, .resources.limits // {}]]'
+      operator: 'In'
+      values: ['false']
+  next:
+    statusTemplate: |
+      containerStatuses:
+      {{ range $i, $c := .status.containerStatuses }}
+      {{ $s := index $.spec.containers $i }}
+      {{ $r := dict "requests" (default (dict) $s.resources.requests) "limits" (default (dict) $s.resources.limits) }}
+      - {{ merge (dict "resources" $r "allocatedResources" (default (dict) $s.resources.requests)) $c | toJson }}
+      {{ end }}
+`
+	f := filepath.Join(p.dir, "kwok-pod-resize.yaml")
+	if err := os.WriteFile(f, []byte(stage), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
 
 // certs makes a CA, the API server's serving certificate, an admin client

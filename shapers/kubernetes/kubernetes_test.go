@@ -16,7 +16,9 @@ import (
 	"github.com/headstart-dev/headstart/shapers/shapertest"
 )
 
-func deployment(t *testing.T, p *kubetest.Plane, ns, name string, replicas int32) {
+// deployment creates a stage worker Deployment (pods labelled app=name),
+// each pod requesting req.
+func deployment(t *testing.T, p *kubetest.Plane, ns, name string, replicas int32, req corev1.ResourceList) {
 	t.Helper()
 	ctx := context.Background()
 	_, _ = p.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
@@ -29,7 +31,7 @@ func deployment(t *testing.T, p *kubetest.Plane, ns, name string, replicas int32
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{Tolerations: []corev1.Toleration{kubetest.Toleration},
-					Containers: []corev1.Container{{Name: "worker", Image: "headstart/stage-worker"}}},
+					Containers: []corev1.Container{{Name: "worker", Image: "headstart/stage-worker", Resources: corev1.ResourceRequirements{Requests: req}}}},
 			},
 		},
 	}, metav1.CreateOptions{})
@@ -43,11 +45,11 @@ func deployment(t *testing.T, p *kubetest.Plane, ns, name string, replicas int32
 // a Deployment an HPA scales.
 func TestDeploymentShaperOnARealControlPlane(t *testing.T) {
 	p := kubetest.Start(t, "32", "128Gi")
-	deployment(t, p, "stages", "train", 0)
-	s := kubernetes.New(p.Client, kubernetes.Options{})
+	deployment(t, p, "stages", "train", 0, nil)
+	s := kubernetes.New(p.Client, kubernetes.Options{Cooldown: -1})
 	shapertest.Run(t, s, shapertest.Options{Target: shapers.Target{Kind: kubernetes.Kind, Name: "stages/train"}})
 
-	deployment(t, p, "stages", "autoscaled", 1)
+	deployment(t, p, "stages", "autoscaled", 1, nil)
 	_, err := p.Client.AutoscalingV1().HorizontalPodAutoscalers("stages").Create(context.Background(), &autoscalingv1.HorizontalPodAutoscaler{
 		ObjectMeta: metav1.ObjectMeta{Name: "autoscaled", Namespace: "stages"},
 		Spec: autoscalingv1.HorizontalPodAutoscalerSpec{
@@ -69,7 +71,7 @@ func TestDeploymentShaperOnARealControlPlane(t *testing.T) {
 // (and so on new pods), idempotently; a dry run changes nothing; 0 removes.
 func TestBandwidthAnnotationsOnTheStagesPods(t *testing.T) {
 	p := kubetest.Start(t, "8", "32Gi")
-	deployment(t, p, "stages", "fetch", 1)
+	deployment(t, p, "stages", "fetch", 1, nil)
 	s := kubernetes.New(p.Client, kubernetes.Options{})
 	ctx := context.Background()
 	target := shapers.Target{Kind: kubernetes.Kind, Name: "stages/fetch"}

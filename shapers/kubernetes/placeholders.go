@@ -57,6 +57,14 @@ func (s *Shaper) EnsurePriorityClass(ctx context.Context) error {
 
 func ptr[T any](v T) *T { return &v }
 
+// owners returns the owner references of the objects Headstart creates.
+func (s *Shaper) owners() []metav1.OwnerReference {
+	if s.opts.Owner == nil {
+		return nil
+	}
+	return []metav1.OwnerReference{*s.opts.Owner}
+}
+
 // reservationName turns a reservation key into a valid object name.
 func reservationName(key string) string {
 	r := strings.NewReplacer("/", "-", ":", "-", "_", "-", ".", "-")
@@ -68,7 +76,8 @@ func reservationName(key string) string {
 }
 
 // Hold reserves per-replica resources times replicas for a stage as
-// placeholder pods (a Deployment named after the key, labelled and
+// placeholder pods (a Deployment named after the key, labelled, owned by
+// Options.Owner if set — which must then live in the same namespace — and
 // idempotent: holding the same key again changes nothing).
 func (s *Shaper) Hold(ctx context.Context, p Placeholders, key, stage string, per resources.Vector, replicas int) error {
 	if err := per.Validate(); err != nil {
@@ -89,7 +98,7 @@ func (s *Shaper) Hold(ctx context.Context, p Placeholders, key, stage string, pe
 		req[corev1.ResourceMemory] = *resource.NewQuantity(int64(m), resource.BinarySI)
 	}
 	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: p.Namespace, Labels: labels,
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: p.Namespace, Labels: labels, OwnerReferences: s.owners(),
 			Annotations: map[string]string{LabelStage: stage, "headstart.dev/key": key}},
 		Spec: appsv1.DeploymentSpec{
 			Replicas: &n,
