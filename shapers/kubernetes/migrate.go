@@ -17,8 +17,10 @@ var _ shapers.Migrator = (*Shaper)(nil)
 // m.From without cordoning it, through the eviction API, so every
 // PodDisruptionBudget holds: an eviction the budget refuses is reported as
 // blocked, to be retried later. The Deployment's ReplicaSet replaces each
-// evicted pod and the scheduler places the replacement, preferring less
-// loaded nodes.
+// evicted pod and the scheduler places the replacement where its scoring
+// finds the most room; since the node is neither cordoned nor tainted, a
+// replacement may land on it again when it still has the most room by
+// requests — migrating is rebalancing, not draining.
 func (s *Shaper) Migrate(ctx context.Context, m shapers.Migration) (shapers.Moved, error) {
 	if err := m.Validate(); err != nil {
 		return shapers.Moved{}, err

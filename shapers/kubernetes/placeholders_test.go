@@ -95,3 +95,39 @@ func TestPlaceholdersHoldCapacityUntilRealWorkNeedsIt(t *testing.T) {
 		return len(pods.Items) == 0
 	})
 }
+
+// TestObjectsHeadstartCreatesAreOwnedAndLabelled: with an owner set (here
+// the Headstart worker's Deployment), placeholders carry its reference and
+// Headstart's labels, and the garbage collector removes them with it.
+func TestObjectsHeadstartCreatesAreOwnedAndLabelled(t *testing.T) {
+	p := kubetest.Start(t, "4", "16Gi")
+	ctx := context.Background()
+	deployment(t, p, "headstart", "headstart-worker", 0, nil)
+	owner, err := p.Client.AppsV1().Deployments("headstart").Get(ctx, "headstart-worker", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := kubernetes.New(p.Client, kubernetes.Options{Owner: &metav1.OwnerReference{
+		APIVersion: "apps/v1", Kind: "Deployment", Name: owner.Name, UID: owner.UID}})
+	if err := s.EnsurePriorityClass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ph := kubernetes.Placeholders{Namespace: "headstart", Tolerations: []corev1.Toleration{kubetest.Toleration}}
+	if err := s.Hold(ctx, ph, "prefetch/train/7", "Pipeline/Train", resources.Vector{}.With(resources.CPU, 0.5), 1); err != nil {
+		t.Fatal(err)
+	}
+	held, err := p.Client.AppsV1().Deployments("headstart").List(ctx, metav1.ListOptions{LabelSelector: kubernetes.LabelManagedBy + "=headstart"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(held.Items) != 1 || len(held.Items[0].OwnerReferences) != 1 || held.Items[0].OwnerReferences[0].UID != owner.UID {
+		t.Fatalf("placeholders %+v: want one, owned by the worker's Deployment", held.Items)
+	}
+	if err := p.Client.AppsV1().Deployments("headstart").Delete(ctx, owner.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the garbage collector to remove the placeholders with their owner", func() bool {
+		held, err := p.Client.AppsV1().Deployments("headstart").List(ctx, metav1.ListOptions{LabelSelector: kubernetes.LabelManagedBy + "=headstart"})
+		return err == nil && len(held.Items) == 0
+	})
+}
