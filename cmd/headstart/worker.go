@@ -13,7 +13,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.temporal.io/sdk/client"
 	sdkworker "go.temporal.io/sdk/worker"
+	k8s "k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/headstart-dev/headstart/shapers"
+	"github.com/headstart-dev/headstart/shapers/kubernetes"
 	"github.com/headstart-dev/headstart/worker"
 )
 
@@ -24,6 +28,8 @@ func runWorker(args []string, stdout, stderr io.Writer) int {
 	namespace := fs.String("namespace", client.DefaultNamespace, "Temporal namespace")
 	taskQueue := fs.String("task-queue", worker.TaskQueue, "the control plane's task queue")
 	metricsAddress := fs.String("metrics-address", "", "where to serve the control worker's /metrics (feedback errors); empty: nowhere")
+	onKubernetes := fs.Bool("kubernetes", false, "shape stage Deployments (the deployment shaper), in-cluster or with --kubeconfig")
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig for --kubernetes; empty: the pod's ServiceAccount")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -51,7 +57,22 @@ func runWorker(args []string, stdout, stderr io.Writer) int {
 		defer srv.Close()
 		fmt.Fprintf(stdout, "serving control worker metrics at http://%s/metrics\n", l.Addr())
 	}
-	w, err := worker.New(c, worker.Options{TaskQueue: *taskQueue, Registerer: registry})
+	opts := worker.Options{TaskQueue: *taskQueue, Registerer: registry, Shapers: map[string]shapers.Shaper{}}
+	if *onKubernetes {
+		cfg, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
+		if err != nil {
+			fmt.Fprintln(stderr, "headstart worker: kubernetes:", err)
+			return 1
+		}
+		k, err := k8s.NewForConfig(cfg)
+		if err != nil {
+			fmt.Fprintln(stderr, "headstart worker: kubernetes:", err)
+			return 1
+		}
+		opts.Shapers[kubernetes.Kind] = kubernetes.New(k, kubernetes.Options{})
+		fmt.Fprintf(stdout, "shaping Kubernetes Deployments through %s\n", cfg.Host)
+	}
+	w, err := worker.New(c, opts)
 	if err != nil {
 		fmt.Fprintln(stderr, "headstart worker:", err)
 		return 1

@@ -40,8 +40,15 @@ type Placeholders struct {
 	Tolerations []corev1.Toleration
 }
 
-// EnsurePriorityClass creates the placeholder PriorityClass if it is missing.
+// EnsurePriorityClass creates the placeholder PriorityClass if it is
+// missing. Where deploy/kubernetes installed it, this only reads it (the
+// Role there grants nothing more).
 func (s *Shaper) EnsurePriorityClass(ctx context.Context) error {
+	if _, err := s.client.SchedulingV1().PriorityClasses().Get(ctx, PlaceholderPriorityClass, metav1.GetOptions{}); err == nil {
+		return nil
+	} else if !apierrors.IsNotFound(err) {
+		return fmt.Errorf("get priority class %s: %w", PlaceholderPriorityClass, err)
+	}
 	pc := &schedulingv1.PriorityClass{
 		ObjectMeta:       metav1.ObjectMeta{Name: PlaceholderPriorityClass, Labels: map[string]string{LabelManagedBy: "headstart"}},
 		Value:            PlaceholderPriority,

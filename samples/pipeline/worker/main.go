@@ -30,6 +30,7 @@ func main() {
 	dir := flag.String("dir", "", "folder for Extract's temporary files (default: the system's)")
 	metricsAddress := flag.String("metrics-address", "127.0.0.1:9464", "where to serve /metrics; empty: nowhere")
 	fleet := flag.String("fleet", "default", "the Headstart forecaster to send observations to; empty: none")
+	taskQueue := flag.String("task-queue", pipeline.TaskQueue, "the task queue to poll: the pipeline's, or a replicated stage's own")
 	flag.Parse()
 
 	c, err := client.Dial(client.Options{HostPort: *address, Namespace: *namespace})
@@ -76,7 +77,7 @@ func main() {
 		defer srv.Close()
 	}
 
-	w := worker.New(c, pipeline.TaskQueue, worker.Options{
+	w := worker.New(c, *taskQueue, worker.Options{
 		Interceptors: []interceptor.WorkerInterceptor{profiler},
 	})
 	w.RegisterWorkflow(pipeline.Pipeline)
