@@ -63,8 +63,9 @@ kubernetes: ## build the Kubernetes control plane for the tests into the cache (
 	scripts/build-kubernetes.sh >/dev/null
 
 .PHONY: test-k8s
-test-k8s: kubernetes ## the tests against a real Kubernetes control plane only
+test-k8s: temporal kubernetes ## the tests against a real Kubernetes control plane only
 	$(GO) test -race -timeout $(TEST_TIMEOUT) -count=1 $(TEST_FLAGS) ./internal/kubetest/ ./shapers/kubernetes/
+	$(GO) test -race -timeout $(TEST_TIMEOUT) -count=1 $(TEST_FLAGS) -run 'TestStageDeploymentIsScaledBeforeItsTasksAreScheduled' ./worker/
 
 .PHONY: prometheus
 prometheus: ## install Debian's Prometheus for the tests that scrape and query a real one

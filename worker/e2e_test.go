@@ -12,15 +12,21 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/interceptor"
 	sdkworker "go.temporal.io/sdk/worker"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/headstart-dev/headstart/interceptors"
+	"github.com/headstart-dev/headstart/internal/kubetest"
 	"github.com/headstart-dev/headstart/internal/temporaltest"
 	"github.com/headstart-dev/headstart/resources"
 	"github.com/headstart-dev/headstart/samples/pipeline"
 	"github.com/headstart-dev/headstart/shapers"
+	"github.com/headstart-dev/headstart/shapers/kubernetes"
 	"github.com/headstart-dev/headstart/shapers/workerpool"
 	headstart "github.com/headstart-dev/headstart/worker"
 )
@@ -54,12 +60,6 @@ func replica(queue string) int {
 // next runs are scheduled after the replicas were ready and start on them.
 func TestHeavyStageIsReplicatedBeforeItsTasksArrive(t *testing.T) {
 	srv := temporaltest.Shared(t)
-	c := srv.Client()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	const mainQueue, trainQueue, train = "e2e-pipeline", "e2e-train-replicas", "Pipeline/Train"
-	fleet := "e2e"
-
 	pool, err := workerpool.New(workerpool.Options{Command: func(queue string, _ int) *exec.Cmd {
 		cmd := exec.Command(os.Args[0])
 		cmd.Env = append(os.Environ(), "HEADSTART_REPLICA_QUEUE="+queue, "HEADSTART_REPLICA_ADDRESS="+srv.HostPort())
@@ -67,7 +67,62 @@ func TestHeavyStageIsReplicatedBeforeItsTasksArrive(t *testing.T) {
 	}})
 	require.NoError(t, err)
 	defer pool.Close(context.Background())
-	opts := headstart.Options{Fleet: fleet, TaskQueue: "headstart-e2e", Shapers: map[string]shapers.Shaper{workerpool.Kind: pool}}
+	const trainQueue = "e2e-train-replicas"
+	polled := interceptors.PollersReady(srv.Client(), "default")
+	h := prefetchEndToEnd(t, "e2e", pool, shapers.Target{Kind: workerpool.Kind, Name: trainQueue}, trainQueue, true,
+		func(ctx context.Context) (bool, error) { return polled(ctx, trainQueue) })
+	if *record {
+		require.NoError(t, temporaltest.WriteHistory(recordedCoordinatorHistory, h))
+	}
+}
+
+// TestStageDeploymentIsScaledBeforeItsTasksAreScheduled: the same, with the
+// Kubernetes shaper on a real control plane: the coordinator scales Train's
+// Deployment, and its pods run on kwok's nodes before Train's tasks are
+// scheduled. (kwok's pods run no worker, so the routing interceptor, finding
+// no pollers on the stage's queue, keeps Train on the pipeline's queue.)
+func TestStageDeploymentIsScaledBeforeItsTasksAreScheduled(t *testing.T) {
+	plane := kubetest.Start(t, "32", "128Gi")
+	ctx := context.Background()
+	_, err := plane.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "stages"}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	labels := map[string]string{"app": "train-workers"}
+	_, err = plane.Client.AppsV1().Deployments("stages").Create(ctx, &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "train-workers", Namespace: "stages"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: new(int32),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Tolerations: []corev1.Toleration{kubetest.Toleration},
+					Containers: []corev1.Container{{Name: "worker", Image: "headstart-sample-pipeline", Args: []string{"--task-queue=e2e-k8s-train"}}}},
+			},
+		},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	s := kubernetes.New(plane.Client, kubernetes.Options{})
+	prefetchEndToEnd(t, "e2e-k8s", s, shapers.Target{Kind: kubernetes.Kind, Name: "stages/train-workers"}, "e2e-k8s-train", false,
+		func(ctx context.Context) (bool, error) {
+			d, err := plane.Client.AppsV1().Deployments("stages").Get(ctx, "train-workers", metav1.GetOptions{})
+			return err == nil && d.Status.ReadyReplicas > 0, err
+		})
+}
+
+// prefetchEndToEnd runs the pipeline with the control plane, the profiled
+// and routing user worker and a coordinator that replicates Train through
+// shaper on target, whose replicas poll stageQueue. ready tells when the
+// target's capacity is up. It checks that a later run's Train task was
+// scheduled after the capacity was ready — with onReplicas, on stageQueue
+// and started by a replica — and returns the coordinator's history, having
+// replayed it.
+func prefetchEndToEnd(t *testing.T, fleet string, shaper shapers.Shaper, target shapers.Target, stageQueue string, onReplicas bool, ready func(context.Context) (bool, error)) *historypb.History {
+	srv := temporaltest.Shared(t)
+	c := srv.Client()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	mainQueue, train := fleet+"-pipeline", "Pipeline/Train"
+
+	opts := headstart.Options{Fleet: fleet, TaskQueue: "headstart-" + fleet, Shapers: map[string]shapers.Shaper{target.Kind: shaper}}
 	control, err := headstart.New(c, opts)
 	require.NoError(t, err)
 	require.NoError(t, control.Start())
@@ -85,23 +140,24 @@ func TestHeavyStageIsReplicatedBeforeItsTasksArrive(t *testing.T) {
 	w.RegisterActivity(&pipeline.Activities{})
 	require.NoError(t, w.Start())
 	defer w.Stop()
-	var readyNanos atomic.Int64 // when replicas first polled Train's queue
-	pollersReady := interceptors.PollersReady(c, "default")
+	var readyNanos atomic.Int64 // when the stage's capacity was first up
 	go func() {
 		for ctx.Err() == nil {
-			_ = router.Sync(ctx, map[string]string{train: trainQueue}, func(ctx context.Context, q string) (bool, error) {
-				ready, err := pollersReady(ctx, q)
-				if ready {
-					readyNanos.CompareAndSwap(0, time.Now().UnixNano())
-				}
-				return ready, err
-			})
+			if ok, _ := ready(ctx); ok {
+				readyNanos.CompareAndSwap(0, time.Now().UnixNano())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	go func() {
+		for ctx.Err() == nil {
+			_ = router.Sync(ctx, map[string]string{train: stageQueue}, interceptors.PollersReady(c, "default"))
 			time.Sleep(100 * time.Millisecond)
 		}
 	}()
 
 	runPipeline := func(i int) client.WorkflowRun {
-		r, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: fmt.Sprintf("e2e-%d", i), TaskQueue: mainQueue}, pipeline.Pipeline,
+		r, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: fmt.Sprintf("%s-%d", fleet, i), TaskQueue: mainQueue}, pipeline.Pipeline,
 			pipeline.Input{ExtractMiB: 2, Shards: 2, TransformRounds: 600, TrainMiB: 16, Seed: uint64(i)})
 		require.NoError(t, err)
 		return r
@@ -110,46 +166,51 @@ func TestHeavyStageIsReplicatedBeforeItsTasksArrive(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		require.NoError(t, runPipeline(i).Get(ctx, nil))
 	}
+	require.Zero(t, readyNanos.Load(), "%s had capacity before Headstart acted", target)
 
-	ledgerID := headstart.LedgerWorkflowID("e2e-pool")
+	pool := fleet + "-pool"
+	ledgerID := headstart.LedgerWorkflowID(pool)
 	_, err = c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: ledgerID, TaskQueue: opts.TaskQueue}, headstart.LedgerWorkflowName,
-		headstart.LedgerInput{Pool: "e2e-pool", Capacity: resources.Vector{}.With(resources.CPU, 8).With(resources.Memory, 16<<30)})
+		headstart.LedgerInput{Pool: pool, Capacity: resources.Vector{}.With(resources.CPU, 8).With(resources.Memory, 16<<30)})
 	require.NoError(t, err)
 	_, err = c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: headstart.CoordinatorWorkflowID(fleet), TaskQueue: opts.TaskQueue}, headstart.CoordinatorWorkflowName,
-		headstart.CoordinatorInput{Fleet: fleet, LedgerWorkflowID: ledgerID, Pool: "e2e-pool", Interval: 300 * time.Millisecond,
+		headstart.CoordinatorInput{Fleet: fleet, LedgerWorkflowID: ledgerID, Pool: pool, Interval: 300 * time.Millisecond,
 			Rule:      headstart.CoordinatorOptions{MinConfidence: 0.5, ActuationTime: time.Second, Lead: time.Second},
-			Replicate: []headstart.StageTarget{{Stage: train, Target: shapers.Target{Kind: workerpool.Kind, Name: trainQueue}}}})
+			Replicate: []headstart.StageTarget{{Stage: train, Target: target}}})
 	require.NoError(t, err)
 	defer func() {
 		_ = c.CancelWorkflow(context.Background(), headstart.CoordinatorWorkflowID(fleet), "")
 		_ = c.CancelWorkflow(context.Background(), ledgerID, "")
 	}()
 
-	// Runs from now on: Train's tasks should be scheduled on the replicas' queue after they were ready.
-	var onReplicas int
-	for i := 3; i < 8 && onReplicas == 0; i++ {
+	// Runs from now on: Train's tasks should be scheduled after the capacity was ready.
+	var ahead int
+	for i := 3; i < 8 && ahead == 0; i++ {
 		r := runPipeline(i)
 		require.NoError(t, r.Get(ctx, nil))
 		h, err := temporaltest.History(ctx, c, r.GetID(), r.GetRunID())
 		require.NoError(t, err)
 		scheduled := map[int64]time.Time{}
 		for _, e := range h.Events {
-			if a := e.GetActivityTaskScheduledEventAttributes(); a != nil && a.ActivityType.Name == "Train" && a.TaskQueue.GetName() == trainQueue {
-				scheduled[e.EventId] = e.EventTime.AsTime()
+			if a := e.GetActivityTaskScheduledEventAttributes(); a != nil && a.ActivityType.Name == "Train" && readyNanos.Load() != 0 {
+				readyAt, at := time.Unix(0, readyNanos.Load()), e.EventTime.AsTime()
+				if readyAt.Before(at) && (!onReplicas || a.TaskQueue.GetName() == stageQueue) {
+					t.Logf("run %d: %s ready %v before Train was scheduled on %s", i, target, at.Sub(readyAt).Round(time.Millisecond), a.TaskQueue.GetName())
+					scheduled[e.EventId] = at
+				}
 			}
 			if a := e.GetActivityTaskStartedEventAttributes(); a != nil {
-				if at, ok := scheduled[a.ScheduledEventId]; ok {
-					require.Regexp(t, `^replica-\d+$`, a.Identity, "Train started on a replica")
-					require.NotZero(t, readyNanos.Load())
-					readyAt := time.Unix(0, readyNanos.Load())
-					require.True(t, readyAt.Before(at), "replicas were ready (%v) before Train's task was scheduled (%v)", readyAt, at)
-					t.Logf("run %d: replicas ready %v before Train was scheduled; started by %s", i, at.Sub(readyAt).Round(time.Millisecond), a.Identity)
-					onReplicas++
+				if _, ok := scheduled[a.ScheduledEventId]; ok {
+					if onReplicas {
+						require.Regexp(t, `^replica-\d+$`, a.Identity, "Train started on a replica")
+					}
+					t.Logf("run %d: Train started by %s", i, a.Identity)
+					ahead++
 				}
 			}
 		}
 	}
-	require.Positive(t, onReplicas, "no Train task ran on the replicas")
+	require.Positive(t, ahead, "no Train task was scheduled after %s was ready", target)
 	v, err := c.QueryWorkflow(ctx, headstart.CoordinatorWorkflowID(fleet), "", "decisions")
 	require.NoError(t, err)
 	var decisions []headstart.Decision
@@ -162,9 +223,7 @@ func TestHeavyStageIsReplicatedBeforeItsTasksArrive(t *testing.T) {
 	replayer := sdkworker.NewWorkflowReplayer()
 	headstart.Register(replayer)
 	require.NoError(t, replayer.ReplayWorkflowHistory(nil, h))
-	if *record {
-		require.NoError(t, temporaltest.WriteHistory(recordedCoordinatorHistory, h))
-	}
+	return h
 }
 
 const recordedCoordinatorHistory = "testdata/coordinator-history.json"

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/headstart-dev/headstart/internal/temporaltest"
 	"github.com/headstart-dev/headstart/resources"
 	"github.com/headstart-dev/headstart/shapers"
+	"github.com/headstart-dev/headstart/shapers/workerpool"
 	headstart "github.com/headstart-dev/headstart/worker"
 )
 
@@ -107,6 +109,21 @@ func TestShapeRefusesUnknownKinds(t *testing.T) {
 	require.True(t, errors.As(err, &app))
 	require.Equal(t, "UnknownTarget", app.Type())
 	require.True(t, app.NonRetryable())
+}
+
+// TestMigrateNeedsAMigrator: a migration through a shaper that cannot
+// migrate (the worker pool) or of an unknown kind fails without retries.
+func TestMigrateNeedsAMigrator(t *testing.T) {
+	pool, err := workerpool.New(workerpool.Options{Command: func(string, int) *exec.Cmd { return exec.Command("true") }})
+	require.NoError(t, err)
+	p := &activities.Prefetcher{Shapers: map[string]shapers.Shaper{workerpool.Kind: pool}}
+	for kind, want := range map[string]string{workerpool.Kind: "Unsupported", "vm": "UnknownTarget"} {
+		_, err := p.Migrate(context.Background(), shapers.Migration{Target: shapers.Target{Kind: kind, Name: "q"}, From: "host-1", Reason: "hot"})
+		var app *temporal.ApplicationError
+		require.True(t, errors.As(err, &app), "%s: %v", kind, err)
+		require.Equal(t, want, app.Type())
+		require.True(t, app.NonRetryable())
+	}
 }
 
 func converterGet(p *commonpb.Payload, v any) error {
