@@ -6,9 +6,11 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/headstart-dev/headstart/internal/kubetest"
 	"github.com/headstart-dev/headstart/resources"
@@ -148,5 +150,33 @@ func TestScaleDownWaitsForTheCooldown(t *testing.T) {
 	now = now.Add(time.Minute)
 	if st := scale(1); st.Replicas != 1 {
 		t.Fatalf("after the cooldown: %+v", st)
+	}
+}
+
+// TestStatusReportsAResizeTheKubeletHasNotApplied: kwok applies a resize at
+// once, so a kubelet that has not (yet) — here one that finds it infeasible
+// — is played by a fake clientset.
+func TestStatusReportsAResizeTheKubeletHasNotApplied(t *testing.T) {
+	labels := map[string]string{"app": "train"}
+	one := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")}
+	two := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2")}
+	replicas := int32(1)
+	client := fake.NewClientset(
+		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "train", Namespace: "stages"},
+			Spec:   appsv1.DeploymentSpec{Replicas: &replicas, Selector: &metav1.LabelSelector{MatchLabels: labels}},
+			Status: appsv1.DeploymentStatus{Replicas: 1, ReadyReplicas: 1}},
+		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "train-1", Namespace: "stages", Labels: labels},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "worker", Resources: corev1.ResourceRequirements{Requests: two}}}},
+			Status: corev1.PodStatus{Phase: corev1.PodRunning,
+				Conditions:        []corev1.PodCondition{{Type: corev1.PodResizePending, Status: corev1.ConditionTrue, Reason: "Infeasible", Message: "Node didn't have enough capacity: cpu"}},
+				ContainerStatuses: []corev1.ContainerStatus{{Name: "worker", Resources: &corev1.ResourceRequirements{Requests: one}}}}},
+	)
+	st, err := kubernetes.New(client, kubernetes.Options{}).Status(context.Background(), shapers.Target{Kind: kubernetes.Kind, Name: "stages/train"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "resize of 1 of 1 pods not applied by the kubelet yet (Infeasible: Node didn't have enough capacity: cpu)"
+	if st.Converged || st.Message != want || st.Resources.Get(resources.CPU) != 2 {
+		t.Fatalf("status %+v, want not converged, 2 CPU asked, and %q", st, want)
 	}
 }
