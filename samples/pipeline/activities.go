@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
+	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
@@ -31,6 +32,8 @@ type ExtractInput struct {
 	MiB    int
 	Seed   uint64
 	Shards int
+	// Sleep, if set, is how long a simulated Extract takes instead of its work.
+	Sleep time.Duration `json:",omitempty"`
 }
 
 // ExtractResult is what Extract wrote, its digest, and a seed for each shard.
@@ -44,6 +47,12 @@ type ExtractResult struct {
 // disk, reads it back while hashing it, and removes the file. It writes and
 // reads exactly in.MiB × 1 MiB bytes.
 func (a *Activities) Extract(ctx context.Context, in ExtractInput) (ExtractResult, error) {
+	if in.Sleep > 0 {
+		if err := simulate(ctx, in.Sleep); err != nil {
+			return ExtractResult{}, err
+		}
+		return ExtractResult{ShardSeeds: shardSeeds(in.Seed, in.Shards)}, nil
+	}
 	f, err := os.CreateTemp(a.Dir, "headstart-extract-*")
 	if err != nil {
 		return ExtractResult{}, fmt.Errorf("extract: %w", err)
@@ -75,11 +84,33 @@ func (a *Activities) Extract(ctx context.Context, in ExtractInput) (ExtractResul
 		return ExtractResult{}, fmt.Errorf("extract: read %s: %w", f.Name(), err)
 	}
 	sum := h.Sum(nil)
-	seeds := make([]uint64, in.Shards)
+	return ExtractResult{Bytes: n, Digest: hex.EncodeToString(sum), ShardSeeds: shardSeeds(binary.LittleEndian.Uint64(sum[:8]), in.Shards)}, nil
+}
+
+func shardSeeds(base uint64, shards int) []uint64 {
+	seeds := make([]uint64, shards)
 	for i := range seeds {
-		seeds[i] = binary.LittleEndian.Uint64(sum[:8]) + uint64(i)
+		seeds[i] = base + uint64(i)
 	}
-	return ExtractResult{Bytes: n, Digest: hex.EncodeToString(sum), ShardSeeds: seeds}, nil
+	return seeds
+}
+
+// simulate sleeps for d, heartbeating every second, or until ctx ends.
+func simulate(ctx context.Context, d time.Duration) error {
+	done := time.NewTimer(d)
+	defer done.Stop()
+	beat := time.NewTicker(time.Second)
+	defer beat.Stop()
+	for {
+		select {
+		case <-done.C:
+			return nil
+		case <-beat.C:
+			activity.RecordHeartbeat(ctx)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // TransformInput sizes one Transform shard.
@@ -87,6 +118,8 @@ type TransformInput struct {
 	Shard  int
 	Seed   uint64
 	Rounds int
+	// Sleep, if set, is how long a simulated shard takes instead of its work.
+	Sleep time.Duration `json:",omitempty"`
 }
 
 // TransformResult is one shard's digest.
@@ -98,6 +131,9 @@ type TransformResult struct {
 // Transform hashes a 1 MiB block in.Rounds times, folding each digest back into
 // the block. It is CPU-bound: one core for the whole activity.
 func (a *Activities) Transform(ctx context.Context, in TransformInput) (TransformResult, error) {
+	if in.Sleep > 0 {
+		return TransformResult{Shard: in.Shard, Digest: fmt.Sprintf("simulated-%d", in.Seed)}, simulate(ctx, in.Sleep)
+	}
 	block := make([]byte, mib)
 	_, _ = rand.NewChaCha8(seedBytes(in.Seed)).Read(block)
 	var sum [sha256.Size]byte
@@ -118,6 +154,8 @@ func (a *Activities) Transform(ctx context.Context, in TransformInput) (Transfor
 type TrainInput struct {
 	MiB     int
 	Digests []string
+	// Sleep, if set, is how long a simulated Train takes instead of its work.
+	Sleep time.Duration `json:",omitempty"`
 }
 
 // TrainResult is the size of the trained model and its checksum.
@@ -130,6 +168,9 @@ type TrainResult struct {
 // of it and checksums all of it. Its peak memory exceeds the other stages' by
 // about in.MiB.
 func (a *Activities) Train(ctx context.Context, in TrainInput) (TrainResult, error) {
+	if in.Sleep > 0 {
+		return TrainResult{}, simulate(ctx, in.Sleep)
+	}
 	var seed uint64
 	for _, d := range in.Digests {
 		for _, c := range []byte(d) {
@@ -162,6 +203,8 @@ type PublishInput struct {
 	ModelChecksum uint64
 	// Failures makes the first Failures attempts fail with ErrTypeTransientPublish.
 	Failures int
+	// Sleep, if set, is how long a simulated Publish takes before combining the digests.
+	Sleep time.Duration `json:",omitempty"`
 }
 
 // PublishResult is the digest of everything published.
@@ -175,6 +218,11 @@ func (a *Activities) Publish(ctx context.Context, in PublishInput) (PublishResul
 		return PublishResult{}, temporal.NewApplicationError(
 			fmt.Sprintf("publish attempt %d failed on purpose (%d failures requested)", attempt, in.Failures),
 			ErrTypeTransientPublish)
+	}
+	if in.Sleep > 0 {
+		if err := simulate(ctx, in.Sleep); err != nil {
+			return PublishResult{}, err
+		}
 	}
 	h := sha256.New()
 	h.Write([]byte(in.ExtractDigest))

@@ -40,6 +40,19 @@ type Input struct {
 	// PublishFailures makes the first PublishFailures attempts of Publish fail
 	// with a retryable error of type ErrTypeTransientPublish (0 to 4).
 	PublishFailures int
+	// Simulate, if set, makes each stage sleep for its duration (heartbeating)
+	// instead of doing its work, so that many runs fit a small machine: for
+	// benchmarks of scheduling rather than of work.
+	Simulate *Durations `json:",omitempty"`
+	// TransformQueue, if set, is the task queue Transform's activities are
+	// scheduled on, where a pool of stage workers polls; otherwise the
+	// workflow's own.
+	TransformQueue string `json:",omitempty"`
+}
+
+// Durations are simulated stage durations (0 to 10 minutes each).
+type Durations struct {
+	Extract, Transform, Train, Publish time.Duration
 }
 
 // Validate reports the first field outside its range.
@@ -50,7 +63,15 @@ func (in Input) Validate() error {
 		}
 		return nil
 	}
-	return errors.Join(
+	var sim error
+	if d := in.Simulate; d != nil {
+		for _, x := range []time.Duration{d.Extract, d.Transform, d.Train, d.Publish} {
+			if x < 0 || x > 10*time.Minute {
+				sim = fmt.Errorf("pipeline input: simulated duration %v, want 0 to 10m", x)
+			}
+		}
+	}
+	return errors.Join(sim,
 		check("ExtractMiB", in.ExtractMiB, 1, 1024),
 		check("Shards", in.Shards, 1, 64),
 		check("TransformRounds", in.TransformRounds, 1, 100000),
@@ -88,15 +109,23 @@ func Pipeline(ctx workflow.Context, in Input) (Report, error) {
 		},
 	})
 	var a *Activities
+	var sim Durations
+	if in.Simulate != nil {
+		sim = *in.Simulate
+	}
 
 	var extracted ExtractResult
-	if err := workflow.ExecuteActivity(ctx, a.Extract, ExtractInput{MiB: in.ExtractMiB, Seed: in.Seed, Shards: in.Shards}).Get(ctx, &extracted); err != nil {
+	if err := workflow.ExecuteActivity(ctx, a.Extract, ExtractInput{MiB: in.ExtractMiB, Seed: in.Seed, Shards: in.Shards, Sleep: sim.Extract}).Get(ctx, &extracted); err != nil {
 		return Report{}, fmt.Errorf("extract: %w", err)
 	}
 
 	futures := make([]workflow.Future, len(extracted.ShardSeeds))
+	tctx := ctx
+	if in.TransformQueue != "" {
+		tctx = workflow.WithTaskQueue(ctx, in.TransformQueue)
+	}
 	for i, seed := range extracted.ShardSeeds {
-		futures[i] = workflow.ExecuteActivity(ctx, a.Transform, TransformInput{Shard: i, Seed: seed, Rounds: in.TransformRounds})
+		futures[i] = workflow.ExecuteActivity(tctx, a.Transform, TransformInput{Shard: i, Seed: seed, Rounds: in.TransformRounds, Sleep: sim.Transform})
 	}
 	digests := make([]string, len(futures))
 	for i, f := range futures {
@@ -108,13 +137,13 @@ func Pipeline(ctx workflow.Context, in Input) (Report, error) {
 	}
 
 	var trained TrainResult
-	if err := workflow.ExecuteActivity(ctx, a.Train, TrainInput{MiB: in.TrainMiB, Digests: digests}).Get(ctx, &trained); err != nil {
+	if err := workflow.ExecuteActivity(ctx, a.Train, TrainInput{MiB: in.TrainMiB, Digests: digests, Sleep: sim.Train}).Get(ctx, &trained); err != nil {
 		return Report{}, fmt.Errorf("train: %w", err)
 	}
 
 	var published PublishResult
 	if err := workflow.ExecuteActivity(ctx, a.Publish, PublishInput{
-		ExtractDigest: extracted.Digest, ShardDigests: digests, ModelChecksum: trained.Checksum, Failures: in.PublishFailures,
+		ExtractDigest: extracted.Digest, ShardDigests: digests, ModelChecksum: trained.Checksum, Failures: in.PublishFailures, Sleep: sim.Publish,
 	}).Get(ctx, &published); err != nil {
 		return Report{}, fmt.Errorf("publish: %w", err)
 	}

@@ -7,9 +7,12 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -85,8 +88,38 @@ func TestPipelineWithRealActivities(t *testing.T) {
 	require.Len(t, r.Digest, 64)
 }
 
+// TestSimulatedPipelineSleepsAndRunsTransformOnItsQueue: a simulated run
+// does no work (nothing extracted, trained), takes its stages' durations in
+// workflow time, and schedules Transform on the stage queue asked for.
+func TestSimulatedPipelineSleepsAndRunsTransformOnItsQueue(t *testing.T) {
+	env := newTestEnv()
+	env.RegisterActivity(&Activities{Dir: t.TempDir()})
+	var mu sync.Mutex
+	queues := map[string]string{}
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		mu.Lock()
+		defer mu.Unlock()
+		queues[info.ActivityType.Name] = info.TaskQueue
+	})
+	in := smallInput()
+	in.Simulate = &Durations{Extract: 50 * time.Millisecond, Transform: 20 * time.Millisecond, Train: 10 * time.Millisecond, Publish: time.Millisecond}
+	in.TransformQueue = "pipeline-transform"
+
+	env.ExecuteWorkflow(Pipeline, in)
+
+	require.NoError(t, env.GetWorkflowError())
+	var r Report
+	require.NoError(t, env.GetWorkflowResult(&r))
+	require.Zero(t, r.ExtractedBytes)
+	require.Zero(t, r.TrainedBytes)
+	require.Len(t, r.ShardDigests, 3)
+	require.Equal(t, "pipeline-transform", queues["Transform"])
+	require.NotEqual(t, "pipeline-transform", queues["Train"])
+}
+
 func TestPipelineRejectsInvalidInputWithoutRetrying(t *testing.T) {
 	for name, in := range map[string]Input{
+		"negative sleep": {ExtractMiB: 1, Shards: 1, TransformRounds: 1, TrainMiB: 1, Simulate: &Durations{Train: -time.Second}},
 		"no shards":      {ExtractMiB: 1, Shards: 0, TransformRounds: 1, TrainMiB: 1},
 		"huge extract":   {ExtractMiB: 5000, Shards: 1, TransformRounds: 1, TrainMiB: 1},
 		"negative train": {ExtractMiB: 1, Shards: 1, TransformRounds: 1, TrainMiB: -1},
