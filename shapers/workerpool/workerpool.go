@@ -60,9 +60,11 @@ type pool struct {
 	desired     int
 	concurrency int
 	replicas    []*replica
+	spent       time.Duration // lifetimes of replicas that have exited
 }
 
 type replica struct {
+	asked       time.Time // when it was asked for: its cold start counts
 	cmd         *exec.Cmd
 	concurrency int
 	running     bool // its process started and has not exited
@@ -216,7 +218,7 @@ func (s *Shaper) reconcile(p *pool) {
 }
 
 func (s *Shaper) startReplica(p *pool) {
-	r := &replica{concurrency: p.concurrency, stop: make(chan struct{}), exited: make(chan struct{})}
+	r := &replica{asked: time.Now(), concurrency: p.concurrency, stop: make(chan struct{}), exited: make(chan struct{})}
 	p.replicas = append(p.replicas, r)
 	go s.run(p, r)
 }
@@ -285,6 +287,7 @@ func (s *Shaper) forget(p *pool, r *replica) {
 	for i, x := range p.replicas {
 		if x == r {
 			p.replicas = append(p.replicas[:i], p.replicas[i+1:]...)
+			p.spent += time.Since(r.asked)
 			break
 		}
 	}
@@ -323,6 +326,23 @@ func (s *Shaper) Close(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// WorkerSeconds is the cost of a pool so far: the lifetimes of its replicas
+// summed, each from when it was asked for (its start-up delay counts, as a
+// pod's cold start is paid for) until it exited, or until now.
+func (s *Shaper) WorkerSeconds(queue string) float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.pools[queue]
+	if p == nil {
+		return 0
+	}
+	total := p.spent
+	for _, r := range p.replicas {
+		total += time.Since(r.asked)
+	}
+	return total.Seconds()
 }
 
 // PIDs returns the process IDs of a pool's running replicas, oldest first

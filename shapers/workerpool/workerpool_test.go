@@ -88,6 +88,30 @@ func TestWorkerPoolPassesTheConformanceSuite(t *testing.T) {
 	require.ErrorIs(t, err, workerpool.ErrNoCommand)
 }
 
+// TestWorkerSecondsCountEveryReplicaFromItsColdStart: two replicas asked for
+// and stopped after a while cost twice that while, start-up delay included;
+// the cost stays once they are gone.
+func TestWorkerSecondsCountEveryReplicaFromItsColdStart(t *testing.T) {
+	s, err := workerpool.New(workerpool.Options{Command: command(""), StartupDelay: 200 * time.Millisecond})
+	require.NoError(t, err)
+	defer s.Close(context.Background())
+	target := shapers.Target{Kind: workerpool.Kind, Name: "cost"}
+	require.Zero(t, s.WorkerSeconds("cost"))
+	began := time.Now()
+	_, err = s.Apply(context.Background(), shapers.Action{Target: target, Desired: shapers.Desired{Replicas: shapers.Int(2)}, Reason: "x"})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { st, _ := s.Status(context.Background(), target); return st.Ready == 2 }, 30*time.Second, 10*time.Millisecond)
+	_, err = s.Apply(context.Background(), shapers.Action{Target: target, Desired: shapers.Desired{Replicas: shapers.Int(0)}, Reason: "x"})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { st, _ := s.Status(context.Background(), target); return st.Converged }, 30*time.Second, 10*time.Millisecond)
+	lived := time.Since(began).Seconds()
+	cost := s.WorkerSeconds("cost")
+	require.InDelta(t, 2*lived, cost, 0.1*lived, "two replicas over %.2f s", lived)
+	require.GreaterOrEqual(t, cost, 2*0.2, "the start-up delays are paid for")
+	time.Sleep(50 * time.Millisecond)
+	require.Equal(t, cost, s.WorkerSeconds("cost"), "stopped replicas cost nothing more")
+}
+
 // pollers returns the identities polling a queue for activities.
 func pollers(ctx context.Context, t *testing.T, c client.Client, queue string) map[string]bool {
 	resp, err := c.WorkflowService().DescribeTaskQueue(ctx, &workflowservice.DescribeTaskQueueRequest{
