@@ -69,6 +69,10 @@ type SnapshotInput struct {
 	LedgerWorkflowID string
 	// MinProbability of a run's next stage for it to count. If not set, 0.5.
 	MinProbability float64
+	// Horizon: a run counts towards a stage's peak when the stage is expected
+	// to start within it (the shaper's actuation time plus the lead); runs
+	// further off do not hold capacity yet. If not set, any time.
+	Horizon time.Duration
 }
 
 // controlActivities are the coordinator's read-only activities.
@@ -79,9 +83,6 @@ type controlActivities struct{ c client.Client }
 // runs expected to start it next (weighted by probability), the earliest
 // expected start, and their combined need.
 func (a *controlActivities) Snapshot(ctx context.Context, in SnapshotInput) (Snapshot, error) {
-	if in.MinProbability <= 0 {
-		in.MinProbability = 0.5
-	}
 	fid := ForecasterWorkflowID(in.Fleet)
 	var preds []Prediction
 	var inst []InstanceForecast
@@ -105,23 +106,35 @@ func (a *controlActivities) Snapshot(ctx context.Context, in SnapshotInput) (Sna
 	if err := v.Get(&pool); err != nil {
 		return Snapshot{}, fmt.Errorf("decode pool: %w", err)
 	}
-	return snapshotFrom(preds, inst, pool, in.MinProbability), nil
+	return snapshotFrom(preds, inst, pool, in, time.Now()), nil
 }
 
-// snapshotFrom aggregates running instances into upcoming stages.
-func snapshotFrom(preds []Prediction, inst []InstanceForecast, pool PoolStatus, minP float64) Snapshot {
+// snapshotFrom aggregates running instances into upcoming stages. A stage's
+// need and peak count tasks: each run contributes the stage's tasks per run
+// (its fan-out). Its peak counts the runs expected within the horizon and
+// those already in it (their tasks are queued or running) until they are
+// overdue by twice the stage's longest predicted duration.
+func snapshotFrom(preds []Prediction, inst []InstanceForecast, pool PoolStatus, in SnapshotInput, now time.Time) Snapshot {
+	if in.MinProbability <= 0 {
+		in.MinProbability = 0.5
+	}
 	byStage := map[string]Prediction{}
 	for _, p := range preds {
 		byStage[p.Stage] = p
 	}
+	tasks := func(stage string) float64 { return math.Max(byStage[stage].TasksPerRun, 1) }
 	type agg struct {
-		runs, maxP float64
-		start      time.Time
+		runs, maxP, soon float64
+		start            time.Time
 	}
 	up := map[string]*agg{}
-	for _, in := range inst {
-		for _, n := range in.Next {
-			if n.Probability < minP {
+	peak := map[string]float64{}
+	for _, f := range inst {
+		if d := byStage[f.Stage].Duration.Upper; len(f.Next) > 0 && now.Sub(f.Started).Seconds() <= 2*d+10 {
+			peak[f.Stage] += tasks(f.Stage)
+		}
+		for _, n := range f.Next {
+			if n.Probability < in.MinProbability {
 				continue
 			}
 			a := up[n.Stage]
@@ -134,17 +147,22 @@ func snapshotFrom(preds []Prediction, inst []InstanceForecast, pool PoolStatus, 
 			if n.ExpectedAt.Before(a.start) {
 				a.start = n.ExpectedAt
 			}
+			if in.Horizon <= 0 || n.ExpectedAt.Sub(now) <= in.Horizon {
+				peak[n.Stage] += n.Probability * tasks(n.Stage)
+			}
 		}
 	}
 	s := Snapshot{Capacity: pool.Capacity, Free: pool.Free, Peak: map[string]float64{}}
 	for stage, a := range up {
 		p := byStage[stage]
 		per := resources.Vector{}.With(resources.CPU, p.CPU.Target).With(resources.Memory, p.Memory.Target)
-		s.Upcoming = append(s.Upcoming, Upcoming{Stage: stage, Start: a.start, Confidence: a.maxP * p.Confidence, Need: per.ClampZero().Scale(math.Ceil(a.runs))})
-		s.Peak[stage] = math.Max(a.runs, peakOf(p))
+		s.Upcoming = append(s.Upcoming, Upcoming{Stage: stage, Start: a.start, Confidence: a.maxP * p.Confidence, Need: per.ClampZero().Scale(math.Ceil(a.runs * tasks(stage)))})
+	}
+	for stage, n := range peak {
+		s.Peak[stage] = n
 	}
 	for _, p := range preds {
-		if _, ok := s.Peak[p.Stage]; !ok && peakOf(p) > 0 {
+		if peakOf(p) > s.Peak[p.Stage] {
 			s.Peak[p.Stage] = peakOf(p)
 		}
 	}
@@ -193,12 +211,13 @@ func Coordinator(ctx workflow.Context, in CoordinatorInput) error {
 	act := func(summary string) workflow.Context {
 		return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute, Summary: summary})
 	}
+	rule := in.Rule.withDefaults()
 	for tick := 0; tick < in.MaxTicks; tick++ {
 		if err := workflow.Sleep(ctx, in.Interval); err != nil {
 			return err
 		}
 		var snap Snapshot
-		if err := workflow.ExecuteActivity(act("snapshot of forecast and pool"), ctl.Snapshot, SnapshotInput{Fleet: in.Fleet, LedgerWorkflowID: in.LedgerWorkflowID}).Get(ctx, &snap); err != nil {
+		if err := workflow.ExecuteActivity(act("snapshot of forecast and pool"), ctl.Snapshot, SnapshotInput{Fleet: in.Fleet, LedgerWorkflowID: in.LedgerWorkflowID, Horizon: rule.ActuationTime + rule.Lead}).Get(ctx, &snap); err != nil {
 			logger.Warn("no snapshot this tick", "error", err)
 			continue
 		}

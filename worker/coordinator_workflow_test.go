@@ -83,7 +83,7 @@ func TestSnapshotAggregatesRunsIntoUpcomingStages(t *testing.T) {
 		{RunID: "b", Next: []NextInstanceStage{{Stage: "W/train", Probability: 0.8, ExpectedAt: at}}},
 		{RunID: "c", Next: []NextInstanceStage{{Stage: "W/train", Probability: 0.2, ExpectedAt: at}}}, // unlikely: ignored
 	}
-	s := snapshotFrom(preds, inst, PoolStatus{Capacity: vec(8, 32), Free: vec(6, 30)}, 0.5)
+	s := snapshotFrom(preds, inst, PoolStatus{Capacity: vec(8, 32), Free: vec(6, 30)}, SnapshotInput{}, at)
 	require.Len(t, s.Upcoming, 1)
 	u := s.Upcoming[0]
 	require.Equal(t, at, u.Start, "the earliest expected start")
@@ -91,4 +91,31 @@ func TestSnapshotAggregatesRunsIntoUpcomingStages(t *testing.T) {
 	require.Equal(t, vec(4, 2), u.Need, "two runs (1.8 rounded up) × 2 CPU / 1 GiB")
 	require.InDelta(t, 1.8, s.Peak["W/train"], 1e-9)
 	require.Equal(t, vec(6, 30), s.Free)
+}
+
+// TestSnapshotCountsTasksWithinTheHorizonAndInTheStage: a fan-out stage's
+// peak counts its tasks per run — for runs expected within the horizon and
+// for runs already in it, until they are long overdue — and its need too.
+func TestSnapshotCountsTasksWithinTheHorizonAndInTheStage(t *testing.T) {
+	now := t0.Add(time.Minute)
+	preds := []Prediction{
+		{Stage: "W/extract", Duration: Bounds{Upper: 8}},
+		{Stage: "W/transform", Confidence: 0.9, CPU: Bounds{Target: 1}, Duration: Bounds{Target: 2, Upper: 3}, TasksPerRun: 8},
+	}
+	next := func(at time.Time) []NextInstanceStage {
+		return []NextInstanceStage{{Stage: "W/transform", Probability: 1, ExpectedAt: at}}
+	}
+	inst := []InstanceForecast{
+		{RunID: "soon", Stage: "W/extract", Started: now.Add(-5 * time.Second), Next: next(now.Add(3 * time.Second))},
+		{RunID: "later", Stage: "W/extract", Started: now, Next: next(now.Add(8 * time.Second))},
+		{RunID: "in", Stage: "W/transform", Started: now.Add(-2 * time.Second), Next: []NextInstanceStage{{Stage: "W/train", Probability: 1, ExpectedAt: now}}},
+		{RunID: "stuck", Stage: "W/transform", Started: now.Add(-time.Minute), Next: []NextInstanceStage{{Stage: "W/train", Probability: 1, ExpectedAt: now}}},
+	}
+	s := snapshotFrom(preds, inst, PoolStatus{Capacity: vec(64, 64), Free: vec(64, 64)}, SnapshotInput{Horizon: 6 * time.Second}, now)
+	require.InDelta(t, 16, s.Peak["W/transform"], 1e-9, "8 tasks of the run due in 3 s and 8 of the run in the stage; not the run due in 8 s, nor the one stuck for a minute")
+	for _, u := range s.Upcoming {
+		if u.Stage == "W/transform" {
+			require.Equal(t, vec(16, 0), u.Need, "both runs expected, 8 tasks × 1 CPU each")
+		}
+	}
 }

@@ -269,6 +269,47 @@ func TestStartEventsMoveRunsAhead(t *testing.T) {
 	require.Equal(t, int64(1), st.rejected)
 }
 
+// TestTasksPerRunFollowTheFanOut: a stage whose runs start 4 tasks each
+// predicts 4 per run, even when the observations of a run's last tasks come
+// after it has moved on; when the fan-out grows to 8, the estimate follows
+// within ten runs or so; retries are not tasks.
+func TestTasksPerRunFollowTheFanOut(t *testing.T) {
+	st := newForecasterState(ForecasterOptions{})
+	perRun := func() float64 {
+		for _, p := range st.predictions() {
+			if p.Stage == "Pipeline/Transform" {
+				return p.TasksPerRun
+			}
+		}
+		return 0
+	}
+	run := func(r, shards int) {
+		b := pipelineBatch(r, 1, 1e9)
+		extract, transform, train := b[0], b[1], b[2]
+		extra := []forecasting.Observation{}
+		for i := 1; i < shards; i++ {
+			extra = append(extra, transform)
+		}
+		retry := transform
+		retry.Attempt = 2
+		st.ingest([]forecasting.Observation{extract, transform, train}, t0) // the run moves on to Train…
+		st.ingest(append(extra, retry), t0)                                  // …before its other shards are seen
+	}
+	for r := 0; r < 20; r++ {
+		run(r, 4)
+	}
+	require.InDelta(t, 4, perRun(), 1e-9)
+	for r := 20; r < 40; r++ {
+		run(r, 8)
+	}
+	require.InDelta(t, 8, perRun(), 8*0.15, "after 20 runs of 8")
+	for _, p := range st.predictions() {
+		if p.Stage == "Pipeline/Train" {
+			require.Equal(t, 1.0, p.TasksPerRun)
+		}
+	}
+}
+
 // TestObservationsAreScoredAgainstThePredictionOfTheirSchedulingTime.
 func TestObservationsAreScoredAgainstThePredictionOfTheirSchedulingTime(t *testing.T) {
 	st := newForecasterState(ForecasterOptions{})

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"sort"
 	"time"
 
@@ -102,6 +103,9 @@ type Prediction struct {
 	// memory predictions (exponentially weighted).
 	RecentError float64 `json:"recent_error"`
 	Observed    int64   `json:"observed"`
+	// TasksPerRun is how many tasks of the stage a run starts (its fan-out),
+	// weighted towards the last ten or so runs; 1 until known.
+	TasksPerRun float64 `json:"tasks_per_run"`
 	// Next lists the stages expected after this one, most likely first.
 	Next []NextStage `json:"next,omitempty"`
 	// Demand is the stage's fitted demand over the coming horizon, once fitted.
@@ -150,6 +154,23 @@ type instance struct {
 	Stage        string
 	Started      time.Time
 	Seq          int64
+	// Counted lists the stages whose tasks of this run fanout counts.
+	Counted []string `json:",omitempty"`
+}
+
+// fanout is a stage's tasks per run, an exponentially weighted mean over
+// runs: Tasks and Runs decay together as each new run reaches the stage,
+// and every first attempt adds a task, however late its observation comes.
+type fanout struct{ Tasks, Runs float64 }
+
+// fanoutDecay weighs the runs before the newest: about the last ten count.
+const fanoutDecay = 0.9
+
+func (f *fanout) perRun() float64 {
+	if f == nil || f.Runs == 0 {
+		return 1
+	}
+	return math.Max(f.Tasks/f.Runs, 1)
 }
 
 // forecasterState is everything the forecaster keeps. Its methods are
@@ -165,6 +186,7 @@ type forecasterState struct {
 	past      map[string][]datedSizing      // each stage's recent predictions, oldest first
 	workflows map[string]string             // stage → workflow type
 	instances map[string]*instance          // run ID → where it is
+	fanouts   map[string]*fanout            // stage → tasks per run
 	arrivals  map[string]*arrivalSeries     // stage → first attempts per bucket
 	demand    map[string]DemandSummary      // stage → its last fitted demand
 	util      activities.UtilizationResult  // the last system-wide utilization read
@@ -185,6 +207,7 @@ func newForecasterState(opts ForecasterOptions) *forecasterState {
 		past:      map[string][]datedSizing{},
 		workflows: map[string]string{},
 		instances: map[string]*instance{},
+		fanouts:   map[string]*fanout{},
 		arrivals:  map[string]*arrivalSeries{},
 		demand:    map[string]DemandSummary{},
 	}
@@ -228,6 +251,7 @@ func (s *forecasterState) ingest(batch []forecasting.Observation, now time.Time)
 		s.workflows[o.Stage] = o.WorkflowType
 		s.track(o, now)
 		if o.Attempt == 1 && s.profiles.Get(o.Stage) != nil { // a stage within the caps
+			s.countTask(o)
 			at := o.Scheduled
 			if at.IsZero() {
 				at = o.Started
@@ -374,6 +398,25 @@ func (s *forecasterState) track(o forecasting.Observation, now time.Time) {
 	in.Seq = s.seq
 }
 
+// countTask adds a first attempt to its stage's tasks per run.
+func (s *forecasterState) countTask(o forecasting.Observation) {
+	in := s.instances[o.RunID]
+	if in == nil {
+		return
+	}
+	f := s.fanouts[o.Stage]
+	if f == nil {
+		f = &fanout{}
+		s.fanouts[o.Stage] = f
+	}
+	if !slices.Contains(in.Counted, o.Stage) {
+		in.Counted = append(in.Counted, o.Stage)
+		f.Tasks *= fanoutDecay
+		f.Runs = f.Runs*fanoutDecay + 1
+	}
+	f.Tasks++
+}
+
 func (s *forecasterState) evictInstance() {
 	var oldest string
 	//workflowcheck:ignore the minimum, ties broken by ID, does not depend on order
@@ -409,6 +452,7 @@ func (s *forecasterState) predictions() []Prediction {
 		if pr := s.profiles.Get(st); pr != nil {
 			p.Observed = pr.Count
 		}
+		p.TasksPerRun = s.fanouts[st].perRun()
 		if d, ok := s.demand[st]; ok {
 			p.Demand = &d
 		}
@@ -483,6 +527,7 @@ type checkpointData struct {
 	Past      map[string][]datedSizing
 	Workflows map[string]string
 	Instances map[string]*instance
+	Fanouts   map[string]*fanout
 	Arrivals  map[string]*arrivalSeries
 	Demand    map[string]DemandSummary
 	Util      activities.UtilizationResult
@@ -501,7 +546,7 @@ func (s *forecasterState) checkpoint() ([]byte, error) {
 		return nil, err
 	}
 	d := checkpointData{Opts: s.opts, Sizer: sz, Profiles: s.profiles, Graph: s.graph, Feedback: s.feedback, Current: s.current, Past: s.past,
-		Workflows: s.workflows, Instances: s.instances, Arrivals: s.arrivals, Demand: s.demand, Util: s.util, Seq: s.seq, Observed: s.observed, Rejected: s.rejected}
+		Workflows: s.workflows, Instances: s.instances, Fanouts: s.fanouts, Arrivals: s.arrivals, Demand: s.demand, Util: s.util, Seq: s.seq, Observed: s.observed, Rejected: s.rejected}
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
 	if err := json.NewEncoder(zw).Encode(d); err != nil {
@@ -543,6 +588,7 @@ func restoreState(b []byte) (*forecasterState, error) {
 	adopt(&s.past, d.Past)
 	adopt(&s.workflows, d.Workflows)
 	adopt(&s.instances, d.Instances)
+	adopt(&s.fanouts, d.Fanouts)
 	adopt(&s.arrivals, d.Arrivals)
 	adopt(&s.demand, d.Demand)
 	s.seq, s.observed, s.rejected, s.util = d.Seq, d.Observed, d.Rejected, d.Util
