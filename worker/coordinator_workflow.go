@@ -124,8 +124,8 @@ func snapshotFrom(preds []Prediction, inst []InstanceForecast, pool PoolStatus, 
 	}
 	tasks := func(stage string) float64 { return math.Max(byStage[stage].TasksPerRun, 1) }
 	type agg struct {
-		runs, maxP, soon float64
-		start            time.Time
+		runs, maxP float64
+		start      time.Time
 	}
 	up := map[string]*agg{}
 	peak := map[string]float64{}
