@@ -103,6 +103,11 @@ FORECAST_TRACES ?= ../shared/data/nextflow-traces \
 bench-forecast: ## replay real traces: Headstart vs VPA, Autopilot, request and max-seen (plots in .run/plots)
 	$(GO) run ./cmd/headstart replay --plot .run/plots $(FORECAST_TRACES)
 
+.PHONY: bench-e2e
+bench-e2e: temporal ## bursty pipeline runs on a real dev server: static fleet, KEDA-like reactive scaling, Headstart, oracle
+	@out=$$(mktemp); $(GO) test -run '^$$' -bench BenchmarkEndToEnd -benchtime 1x -timeout 30m ./worker/ | tee $$out; \
+		line=$$(grep '^e2e p95_ratio' $$out | tail -1); rm -f $$out; test -n "$$line"
+
 .PHONY: bench-forecaster
 bench-forecaster: temporal ## 100,000 observations across 1,000 stages into a forecaster on a real dev server
 	@out=$$(mktemp); $(GO) test -run '^$$' -bench BenchmarkForecasterOnDevServer -benchtime 1x ./worker/ | tee $$out; \

@@ -3,9 +3,11 @@ package worker_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/interceptor"
+	"go.temporal.io/sdk/log"
 	sdkworker "go.temporal.io/sdk/worker"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -32,17 +35,36 @@ import (
 )
 
 // replica is the test binary as a replica: a worker running the pipeline's
-// activities on a stage queue until SIGTERM.
+// activities on a stage queue until SIGTERM, letting running activities
+// finish. HEADSTART_REPLICA_CONCURRENCY bounds its concurrent activities;
+// with HEADSTART_REPLICA_FLEET it is profiled, sending to that fleet's forecaster.
 func replica(queue string) int {
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
-	c, err := client.Dial(client.Options{HostPort: os.Getenv("HEADSTART_REPLICA_ADDRESS"), Identity: fmt.Sprintf("replica-%d", os.Getpid())})
+	c, err := client.Dial(client.Options{HostPort: os.Getenv("HEADSTART_REPLICA_ADDRESS"), Identity: fmt.Sprintf("replica-%d", os.Getpid()),
+		Logger: log.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer c.Close()
-	w := sdkworker.New(c, queue, sdkworker.Options{})
+	concurrency, _ := strconv.Atoi(os.Getenv("HEADSTART_REPLICA_CONCURRENCY"))
+	opts := sdkworker.Options{MaxConcurrentActivityExecutionSize: concurrency, WorkerStopTimeout: 30 * time.Second}
+	if fleet := os.Getenv("HEADSTART_REPLICA_FLEET"); fleet != "" {
+		sink, err := interceptors.NewBatchingSink(interceptors.BatchOptions{Send: headstart.ForecasterSender(c, headstart.Options{Fleet: fleet}), FlushInterval: 100 * time.Millisecond})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		prof, err := interceptors.NewProfiler(interceptors.ProfilerOptions{Sink: sink})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer prof.Close(context.Background())
+		opts.Interceptors = []interceptor.WorkerInterceptor{prof}
+	}
+	w := sdkworker.New(c, queue, opts)
 	w.RegisterActivity(&pipeline.Activities{})
 	interrupt := make(chan any)
 	go func() { <-stop; close(interrupt) }()
