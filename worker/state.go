@@ -2,6 +2,7 @@ package worker
 
 import (
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"encoding/json"
 	"fmt"
@@ -104,7 +105,7 @@ type Prediction struct {
 	RecentError float64 `json:"recent_error"`
 	Observed    int64   `json:"observed"`
 	// TasksPerRun is how many tasks of the stage a run starts (its fan-out),
-	// weighted towards the last ten or so runs; 1 until known.
+	// over the latest runs past the stage; 1 until known.
 	TasksPerRun float64 `json:"tasks_per_run"`
 	// Next lists the stages expected after this one, most likely first.
 	Next []NextStage `json:"next,omitempty"`
@@ -154,24 +155,12 @@ type instance struct {
 	Stage        string
 	Started      time.Time
 	Seq          int64
-	// Counted lists the stages whose tasks of this run fanout counts.
-	Counted []string `json:",omitempty"`
+	// Tasks counts this run's first attempts per stage (its fan-out).
+	Tasks map[string]int `json:",omitempty"`
 }
 
-// fanout is a stage's tasks per run, an exponentially weighted mean over
-// runs: Tasks and Runs decay together as each new run reaches the stage,
-// and every first attempt adds a task, however late its observation comes.
-type fanout struct{ Tasks, Runs float64 }
-
-// fanoutDecay weighs the runs before the newest: about the last ten count.
-const fanoutDecay = 0.9
-
-func (f *fanout) perRun() float64 {
-	if f == nil || f.Runs == 0 {
-		return 1
-	}
-	return math.Max(f.Tasks/f.Runs, 1)
-}
+// fanoutRuns is how many of the latest runs past a stage its tasks per run averages.
+const fanoutRuns = 20
 
 // forecasterState is everything the forecaster keeps. Its methods are
 // deterministic: no clock, no randomness, no map iteration that reaches the
@@ -186,7 +175,6 @@ type forecasterState struct {
 	past      map[string][]datedSizing      // each stage's recent predictions, oldest first
 	workflows map[string]string             // stage → workflow type
 	instances map[string]*instance          // run ID → where it is
-	fanouts   map[string]*fanout            // stage → tasks per run
 	arrivals  map[string]*arrivalSeries     // stage → first attempts per bucket
 	demand    map[string]DemandSummary      // stage → its last fitted demand
 	util      activities.UtilizationResult  // the last system-wide utilization read
@@ -207,7 +195,6 @@ func newForecasterState(opts ForecasterOptions) *forecasterState {
 		past:      map[string][]datedSizing{},
 		workflows: map[string]string{},
 		instances: map[string]*instance{},
-		fanouts:   map[string]*fanout{},
 		arrivals:  map[string]*arrivalSeries{},
 		demand:    map[string]DemandSummary{},
 	}
@@ -392,29 +379,54 @@ func (s *forecasterState) track(o forecasting.Observation, now time.Time) {
 		in = &instance{}
 		s.instances[o.RunID] = in
 	}
-	if in.Stage != o.Stage || o.Started.After(in.Started) {
+	if !o.Started.Before(in.Started) { // a late observation of an earlier stage does not move the run back
 		in.WorkflowType, in.Stage, in.Started = o.WorkflowType, o.Stage, o.Started
 	}
 	in.Seq = s.seq
 }
 
-// countTask adds a first attempt to its stage's tasks per run.
+// countTask adds a first attempt to its run's tasks of the stage.
 func (s *forecasterState) countTask(o forecasting.Observation) {
 	in := s.instances[o.RunID]
 	if in == nil {
 		return
 	}
-	f := s.fanouts[o.Stage]
-	if f == nil {
-		f = &fanout{}
-		s.fanouts[o.Stage] = f
+	if in.Tasks == nil {
+		in.Tasks = map[string]int{}
 	}
-	if !slices.Contains(in.Counted, o.Stage) {
-		in.Counted = append(in.Counted, o.Stage)
-		f.Tasks *= fanoutDecay
-		f.Runs = f.Runs*fanoutDecay + 1
+	in.Tasks[o.Stage]++
+}
+
+// tasksPerRun is each stage's mean tasks per run over the latest
+// fanoutRuns runs that have moved past it (so that all their tasks have
+// been seen).
+func (s *forecasterState) tasksPerRun() map[string]float64 {
+	type run struct {
+		seq   int64
+		tasks int
 	}
-	f.Tasks++
+	past := map[string][]run{}
+	//workflowcheck:ignore collected per stage, then sorted by sequence
+	for _, in := range s.instances {
+		//workflowcheck:ignore collected per stage, then sorted by sequence
+		for stage, n := range in.Tasks {
+			if stage != in.Stage {
+				past[stage] = append(past[stage], run{in.Seq, n})
+			}
+		}
+	}
+	out := make(map[string]float64, len(past))
+	//workflowcheck:ignore each stage's mean is independent of the others
+	for stage, runs := range past {
+		slices.SortFunc(runs, func(a, b run) int { return cmp.Compare(b.seq, a.seq) })
+		runs = runs[:min(len(runs), fanoutRuns)]
+		sum := 0
+		for _, r := range runs {
+			sum += r.tasks
+		}
+		out[stage] = float64(sum) / float64(len(runs))
+	}
+	return out
 }
 
 func (s *forecasterState) evictInstance() {
@@ -437,6 +449,7 @@ func (s *forecasterState) predictions() []Prediction {
 	}
 	sort.Strings(stages)
 	out := make([]Prediction, 0, len(stages))
+	perRun := s.tasksPerRun()
 	for _, st := range stages {
 		z := s.current[st]
 		p := Prediction{
@@ -452,7 +465,7 @@ func (s *forecasterState) predictions() []Prediction {
 		if pr := s.profiles.Get(st); pr != nil {
 			p.Observed = pr.Count
 		}
-		p.TasksPerRun = s.fanouts[st].perRun()
+		p.TasksPerRun = max(perRun[st], 1)
 		if d, ok := s.demand[st]; ok {
 			p.Demand = &d
 		}
@@ -527,7 +540,6 @@ type checkpointData struct {
 	Past      map[string][]datedSizing
 	Workflows map[string]string
 	Instances map[string]*instance
-	Fanouts   map[string]*fanout
 	Arrivals  map[string]*arrivalSeries
 	Demand    map[string]DemandSummary
 	Util      activities.UtilizationResult
@@ -546,7 +558,7 @@ func (s *forecasterState) checkpoint() ([]byte, error) {
 		return nil, err
 	}
 	d := checkpointData{Opts: s.opts, Sizer: sz, Profiles: s.profiles, Graph: s.graph, Feedback: s.feedback, Current: s.current, Past: s.past,
-		Workflows: s.workflows, Instances: s.instances, Fanouts: s.fanouts, Arrivals: s.arrivals, Demand: s.demand, Util: s.util, Seq: s.seq, Observed: s.observed, Rejected: s.rejected}
+		Workflows: s.workflows, Instances: s.instances, Arrivals: s.arrivals, Demand: s.demand, Util: s.util, Seq: s.seq, Observed: s.observed, Rejected: s.rejected}
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
 	if err := json.NewEncoder(zw).Encode(d); err != nil {
@@ -588,7 +600,6 @@ func restoreState(b []byte) (*forecasterState, error) {
 	adopt(&s.past, d.Past)
 	adopt(&s.workflows, d.Workflows)
 	adopt(&s.instances, d.Instances)
-	adopt(&s.fanouts, d.Fanouts)
 	adopt(&s.arrivals, d.Arrivals)
 	adopt(&s.demand, d.Demand)
 	s.seq, s.observed, s.rejected, s.util = d.Seq, d.Observed, d.Rejected, d.Util
