@@ -40,8 +40,9 @@ const (
 	benchShards     = 8 // Transform tasks per run
 	benchStage      = "Pipeline/Transform"
 	// benchStabilization: neither the reactive scaler nor Headstart scales
-	// down until a lower count has sufficed this long.
-	benchStabilization = 10 * time.Second
+	// down until a lower count has sufficed this long (the HPA's default is
+	// 5 minutes, KEDA's cooldown to zero too: far costlier for both).
+	benchStabilization = 5 * time.Second
 )
 
 var (
@@ -256,7 +257,7 @@ func headstartCoordinator(ctx context.Context, b *testing.B, r *policyRun) func(
 		headstart.CoordinatorInput{Fleet: r.fleet, LedgerWorkflowID: ledgerID, Pool: r.fleet, Interval: 500 * time.Millisecond,
 			Rule:        headstart.CoordinatorOptions{MinConfidence: 0.5, ActuationTime: benchColdStart},
 			Replicate:   []headstart.StageTarget{{Stage: benchStage, Target: r.target}},
-			Replication: headstart.ReplicationOptions{Levels: []int{1, 2, 3, 4, 6, 8}, PerReplica: benchPerReplica, ScaleDownAfter: benchStabilization}}); err != nil {
+			Replication: headstart.ReplicationOptions{Levels: []int{0, 1, 2, 3, 4, 6, 8}, PerReplica: benchPerReplica, ScaleDownAfter: benchStabilization}}); err != nil {
 		b.Fatal(err)
 	}
 	return func() {
@@ -421,6 +422,7 @@ func runPolicy(b *testing.B, srv *temporaltest.Server, p policy, name string, be
 	res := policyResult{name: p.name, waits: map[string][]time.Duration{}, workerSeconds: pool.WorkerSeconds(r.queue) - costBefore}
 	endSampling()
 	res.timeline = <-sampled
+
 	var last time.Time
 	for _, run := range runs {
 		h, err := temporaltest.History(ctx, c, run.GetID(), run.GetRunID())
