@@ -19,6 +19,10 @@ import (
 // CoordinatorWorkflowName is the coordinator's workflow type.
 const CoordinatorWorkflowName = "HeadstartCoordinator"
 
+// UpdateRebalance asks the coordinator to move a stage's replicas off a hot
+// host (a shapers.Migration); it completes with what moved (shapers.Moved).
+const UpdateRebalance = "rebalance"
+
 // CoordinatorWorkflowID is the coordinator's workflow ID for a fleet.
 func CoordinatorWorkflowID(fleet string) string { return "headstart-coordinator-" + fleet }
 
@@ -181,8 +185,9 @@ func peakOf(p Prediction) float64 {
 // the forecast and the pool, applies the prefetch rule (Decide) to each
 // upcoming stage and reserves what it says, releases reservations whose
 // stage is no longer upcoming, and plans the replicas of the stages it
-// replicates (PlanReplicas), shaping them when the plan changes. Each
-// action's activity carries the summary a person reads in the Web UI.
+// replicates (PlanReplicas), shaping them when the plan changes. Asked to
+// rebalance (UpdateRebalance), it migrates a stage's replicas off a host.
+// Each action's activity carries the summary a person reads in the Web UI.
 func Coordinator(ctx workflow.Context, in CoordinatorInput) error {
 	if in.Fleet == "" {
 		in.Fleet = "default"
@@ -210,6 +215,18 @@ func Coordinator(ctx workflow.Context, in CoordinatorInput) error {
 	}
 	act := func(summary string) workflow.Context {
 		return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute, Summary: summary})
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateRebalance,
+		func(ctx workflow.Context, m shapers.Migration) (shapers.Moved, error) {
+			var moved shapers.Moved
+			err := workflow.ExecuteActivity(act(fmt.Sprintf("migrate %s off %s: %s", m.Target, m.From, m.Reason)), pf.Migrate, m).Get(ctx, &moved)
+			return moved, err
+		},
+		workflow.UpdateHandlerOptions{
+			Validator:   func(_ workflow.Context, m shapers.Migration) error { return m.Validate() },
+			Description: "Move a stage's replicas off a hot host, through its shaper (e.g. evictions within disruption budgets).",
+		}); err != nil {
+		return err
 	}
 	rule := in.Rule.withDefaults()
 	for tick := 0; tick < in.MaxTicks; tick++ {

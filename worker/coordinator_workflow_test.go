@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/headstart-dev/headstart/activities"
@@ -118,4 +119,41 @@ func TestSnapshotCountsTasksWithinTheHorizonAndInTheStage(t *testing.T) {
 			require.Equal(t, vec(16, 0), u.Need, "both runs expected, 8 tasks × 1 CPU each")
 		}
 	}
+}
+
+// TestCoordinatorRebalancesWhenAsked: a rebalance update migrates the
+// stage's replicas off the host through the Migrate activity and completes
+// with what moved; one without a host is rejected before anything runs.
+func TestCoordinatorRebalancesWhenAsked(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterWorkflowWithOptions(Coordinator, workflow.RegisterOptions{Name: CoordinatorWorkflowName})
+	var ctl *controlActivities
+	var pf *activities.Prefetcher
+	env.OnActivity(ctl.Snapshot, mock.Anything, mock.Anything).Return(Snapshot{Capacity: vec(8, 8), Free: vec(8, 8)}, nil)
+	var migrations []shapers.Migration
+	env.OnActivity(pf.Migrate, mock.Anything, mock.Anything).Return(func(ctx context.Context, m shapers.Migration) (shapers.Moved, error) {
+		migrations = append(migrations, m)
+		return shapers.Moved{Moved: []string{"train-1"}, Blocked: []string{"train-2"}}, nil
+	})
+	target := shapers.Target{Kind: "deployment", Name: "stages/train"}
+	var moved shapers.Moved
+	var movedErr, rejected error
+	env.RegisterDelayedCallback(func() {
+		env.UpdateWorkflow(UpdateRebalance, "", &testsuite.TestUpdateCallback{
+			OnAccept: func() {}, OnReject: func(err error) { movedErr = err },
+			OnComplete: func(v any, err error) { moved, movedErr = v.(shapers.Moved), err },
+		}, shapers.Migration{Target: target, From: "node-7", Reason: "node-7 at 95% CPU"})
+		env.UpdateWorkflow(UpdateRebalance, "", &testsuite.TestUpdateCallback{
+			OnAccept: func() {}, OnReject: func(err error) { rejected = err }, OnComplete: func(any, error) {},
+		}, shapers.Migration{Target: target, Reason: "no host"})
+	}, 1500*time.Millisecond)
+	env.ExecuteWorkflow(CoordinatorWorkflowName, CoordinatorInput{Fleet: "f", LedgerWorkflowID: "ledger", Pool: "p", Interval: time.Second, MaxTicks: 4})
+	require.ErrorContains(t, env.GetWorkflowError(), "continue as new")
+
+	require.NoError(t, movedErr)
+	require.Equal(t, []string{"train-1"}, moved.Moved)
+	require.Equal(t, []string{"train-2"}, moved.Blocked)
+	require.Len(t, migrations, 1, "the rejected update ran nothing")
+	require.Equal(t, "node-7", migrations[0].From)
+	require.ErrorIs(t, rejected, shapers.ErrInvalidAction)
 }

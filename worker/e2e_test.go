@@ -92,7 +92,7 @@ func TestHeavyStageIsReplicatedBeforeItsTasksArrive(t *testing.T) {
 	const trainQueue = "e2e-train-replicas"
 	polled := interceptors.PollersReady(srv.Client(), "default")
 	h := prefetchEndToEnd(t, "e2e", pool, shapers.Target{Kind: workerpool.Kind, Name: trainQueue}, trainQueue, true,
-		func(ctx context.Context) (bool, error) { return polled(ctx, trainQueue) })
+		func(ctx context.Context) (bool, error) { return polled(ctx, trainQueue) }, nil)
 	if *record {
 		require.NoError(t, temporaltest.WriteHistory(recordedCoordinatorHistory, h))
 	}
@@ -103,6 +103,7 @@ func TestHeavyStageIsReplicatedBeforeItsTasksArrive(t *testing.T) {
 // Deployment, and its pods run on kwok's nodes before Train's tasks are
 // scheduled. (kwok's pods run no worker, so the routing interceptor, finding
 // no pollers on the stage's queue, keeps Train on the pipeline's queue.)
+// Asked to rebalance, the coordinator then evicts Train's pods from their node.
 func TestStageDeploymentIsScaledBeforeItsTasksAreScheduled(t *testing.T) {
 	plane := kubetest.Start(t, "32", "128Gi")
 	ctx := context.Background()
@@ -127,6 +128,26 @@ func TestStageDeploymentIsScaledBeforeItsTasksAreScheduled(t *testing.T) {
 		func(ctx context.Context) (bool, error) {
 			d, err := plane.Client.AppsV1().Deployments("stages").Get(ctx, "train-workers", metav1.GetOptions{})
 			return err == nil && d.Status.ReadyReplicas > 0, err
+		},
+		// Asked to rebalance, the coordinator evicts Train's pods from the node.
+		func(ctx context.Context, c client.Client) {
+			pods, err := plane.Client.CoreV1().Pods("stages").List(ctx, metav1.ListOptions{LabelSelector: "app=train-workers"})
+			require.NoError(t, err)
+			require.NotEmpty(t, pods.Items)
+			h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: headstart.CoordinatorWorkflowID("e2e-k8s"), UpdateName: headstart.UpdateRebalance,
+				Args:         []any{shapers.Migration{Target: shapers.Target{Kind: kubernetes.Kind, Name: "stages/train-workers"}, From: "kwok-node-0", Reason: "kwok-node-0 is hot"}},
+				WaitForStage: client.WorkflowUpdateStageCompleted})
+			require.NoError(t, err)
+			var moved shapers.Moved
+			require.NoError(t, h.Get(ctx, &moved))
+			t.Logf("rebalance: %s", moved.Message)
+			require.NotEmpty(t, moved.Moved)
+			for _, name := range moved.Moved {
+				require.Eventually(t, func() bool {
+					p, err := plane.Client.CoreV1().Pods("stages").Get(ctx, name, metav1.GetOptions{})
+					return err != nil || p.DeletionTimestamp != nil
+				}, time.Minute, 50*time.Millisecond, "pod %s evicted", name)
+			}
 		})
 }
 
@@ -137,7 +158,8 @@ func TestStageDeploymentIsScaledBeforeItsTasksAreScheduled(t *testing.T) {
 // scheduled after the capacity was ready — with onReplicas, on stageQueue
 // and started by a replica — and returns the coordinator's history, having
 // replayed it.
-func prefetchEndToEnd(t *testing.T, fleet string, shaper shapers.Shaper, target shapers.Target, stageQueue string, onReplicas bool, ready func(context.Context) (bool, error)) *historypb.History {
+func prefetchEndToEnd(t *testing.T, fleet string, shaper shapers.Shaper, target shapers.Target, stageQueue string, onReplicas bool,
+	ready func(context.Context) (bool, error), then func(context.Context, client.Client)) *historypb.History {
 	srv := temporaltest.Shared(t)
 	c := srv.Client()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -238,6 +260,9 @@ func prefetchEndToEnd(t *testing.T, fleet string, shaper shapers.Shaper, target 
 	var decisions []headstart.Decision
 	require.NoError(t, v.Get(&decisions))
 	t.Logf("coordinator's last decisions: %+v", decisions)
+	if then != nil {
+		then(ctx, c)
+	}
 
 	// The coordinator's history replays against the code.
 	h, err := temporaltest.History(ctx, c, headstart.CoordinatorWorkflowID(fleet), "")
