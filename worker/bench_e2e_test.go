@@ -39,11 +39,18 @@ const (
 	benchPerReplica = 4 // Transform tasks one stage worker runs at once
 	benchShards     = 8 // Transform tasks per run
 	benchStage      = "Pipeline/Transform"
-	// benchStabilization: neither the reactive scaler nor Headstart scales
-	// down until a lower count has sufficed this long (the HPA's default is
-	// 5 minutes, KEDA's cooldown to zero too: far costlier for both).
-	benchStabilization = 5 * time.Second
 )
+
+// benchStabilization: neither the reactive scaler nor Headstart scales down
+// until a lower count has sufficed this long: 5 s, or
+// HEADSTART_BENCH_STABILIZATION (the HPA's default is 5 minutes, KEDA's
+// cooldown to zero too).
+var benchStabilization = func() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("HEADSTART_BENCH_STABILIZATION")); err == nil && d > 0 {
+		return d
+	}
+	return 5 * time.Second
+}()
 
 var (
 	benchStages = pipeline.Durations{Extract: 8 * time.Second, Transform: 3 * time.Second, Train: time.Second, Publish: 200 * time.Millisecond}
@@ -332,7 +339,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 		return // a subset of the policies: no ratios
 	}
 	p95 := func(r policyResult) float64 { return r.quantile("Transform", 0.95).Seconds() }
-	fmt.Printf("\nratios on %s (the replicated stage), cold start %v, %d bursts\n", benchStage, benchColdStart, len(benchBursts))
+	fmt.Printf("\nratios on %s (the replicated stage), cold start %v, %d bursts, stabilization %v\n", benchStage, benchColdStart, len(benchBursts), benchStabilization)
 	fmt.Printf("e2e p95_ratio_vs_reactive=%.3f worker_seconds_ratio_vs_reactive=%.3f p95_ratio_vs_oracle=%.3f\n",
 		p95(hs)/p95(re), hs.workerSeconds/re.workerSeconds, p95(hs)/p95(or))
 }
