@@ -78,6 +78,51 @@ func (p *Prefetcher) Shape(ctx context.Context, a shapers.Action) (shapers.Statu
 	return st, nil
 }
 
+// HoldInput names the shaper kind (a shapers.Reserver) that holds capacity
+// for a reservation, and the hold.
+type HoldInput struct {
+	Kind string
+	Hold shapers.Hold
+}
+
+// ReleaseHoldInput names the shaper kind and the hold to release.
+type ReleaseHoldInput struct {
+	Kind string
+	Key  string
+}
+
+// Hold turns a reservation into held capacity (e.g. placeholder pods)
+// through the shaper of the kind, when it is a shapers.Reserver
+// (otherwise type Unsupported). Holding a key again changes nothing.
+func (p *Prefetcher) Hold(ctx context.Context, in HoldInput) error {
+	r, err := p.reserver(in.Kind)
+	if err != nil {
+		return err
+	}
+	return shapeError(r.Hold(ctx, in.Hold))
+}
+
+// ReleaseHold gives held capacity back; releasing a key not held changes nothing.
+func (p *Prefetcher) ReleaseHold(ctx context.Context, in ReleaseHoldInput) error {
+	r, err := p.reserver(in.Kind)
+	if err != nil {
+		return err
+	}
+	return shapeError(r.Release(ctx, in.Key))
+}
+
+func (p *Prefetcher) reserver(kind string) (shapers.Reserver, error) {
+	s, ok := p.Shapers[kind]
+	if !ok {
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("no shaper for %s targets", kind), "UnknownTarget", shapers.ErrUnknownTarget)
+	}
+	r, ok := s.(shapers.Reserver)
+	if !ok {
+		return nil, shapeError(fmt.Errorf("%w: %s shapers cannot hold capacity", shapers.ErrUnsupported, kind))
+	}
+	return r, nil
+}
+
 // Migrate moves a target's replicas off a host through the shaper of its
 // kind, when that shaper is a shapers.Migrator (otherwise type Unsupported).
 func (p *Prefetcher) Migrate(ctx context.Context, m shapers.Migration) (shapers.Moved, error) {
@@ -98,6 +143,9 @@ func (p *Prefetcher) Migrate(ctx context.Context, m shapers.Migration) (shapers.
 }
 
 func shapeError(err error) error {
+	if err == nil {
+		return nil
+	}
 	for _, e := range []struct {
 		err  error
 		name string

@@ -140,3 +140,38 @@ type Moved struct {
 type Migrator interface {
 	Migrate(ctx context.Context, m Migration) (Moved, error)
 }
+
+// Hold asks a shaper to keep capacity for a predicted stage — soft: real
+// work may take it — until it is released.
+type Hold struct {
+	// Key names the hold idempotently: the ledger reservation's key.
+	Key   string `json:"key"`
+	Stage string `json:"stage"`
+	// Resources of each of Replicas units held (pods, slots).
+	Resources resources.Vector `json:"resources"`
+	Replicas  int              `json:"replicas"`
+}
+
+// Validate rejects a hold no shaper can keep.
+func (h Hold) Validate() error {
+	switch {
+	case h.Key == "" || h.Stage == "":
+		return fmt.Errorf("%w: hold %q for stage %q: no key or stage", ErrInvalidAction, h.Key, h.Stage)
+	case h.Replicas < 1:
+		return fmt.Errorf("%w: hold %s: %d replicas", ErrInvalidAction, h.Key, h.Replicas)
+	case h.Resources.IsZero():
+		return fmt.Errorf("%w: hold %s: no resources", ErrInvalidAction, h.Key)
+	}
+	if err := h.Resources.Validate(); err != nil {
+		return fmt.Errorf("%w: hold %s: %w", ErrInvalidAction, h.Key, err)
+	}
+	return nil
+}
+
+// Reserver is a shaper that holds capacity for predicted stages. Both
+// calls are idempotent: holding a key again, or releasing one not held,
+// changes nothing.
+type Reserver interface {
+	Hold(ctx context.Context, h Hold) error
+	Release(ctx context.Context, key string) error
+}

@@ -64,6 +64,7 @@ type Upcoming struct {
 	Start      time.Time
 	Confidence float64
 	Need       resources.Vector // the predicted need of the whole stage (tasks × per-task)
+	Tasks      int              // how many tasks Need is for
 }
 
 // DecisionKind is what the coordinator does about an upcoming stage.

@@ -23,15 +23,15 @@ func TestDecideAppliesThePrefetchRule(t *testing.T) {
 		amount resources.Vector
 		reason string
 	}{
-		{"low confidence", Upcoming{"W/train", soon, 0.6, need}, capacity, DecideSkip, resources.Vector{}, "below 0.80"},
-		{"too early", Upcoming{"W/train", now.Add(time.Minute), 0.95, need}, capacity, DecideWait, resources.Vector{}, "acting 7s ahead"},
-		{"certain: no margin", Upcoming{"W/train", soon, 1, need}, capacity, DecideReserve, need, "margin 0%"},
-		{"at the threshold: full margin", Upcoming{"W/train", soon, 0.8, need}, capacity, DecideReserve, need.Scale(1.5), "margin 50%"},
-		{"halfway: half the margin", Upcoming{"W/train", soon, 0.9, need}, capacity, DecideReserve, need.Scale(1.25), "margin 25%"},
+		{"low confidence", Upcoming{"W/train", soon, 0.6, need, 4}, capacity, DecideSkip, resources.Vector{}, "below 0.80"},
+		{"too early", Upcoming{"W/train", now.Add(time.Minute), 0.95, need, 4}, capacity, DecideWait, resources.Vector{}, "acting 7s ahead"},
+		{"certain: no margin", Upcoming{"W/train", soon, 1, need, 4}, capacity, DecideReserve, need, "margin 0%"},
+		{"at the threshold: full margin", Upcoming{"W/train", soon, 0.8, need, 4}, capacity, DecideReserve, need.Scale(1.5), "margin 50%"},
+		{"halfway: half the margin", Upcoming{"W/train", soon, 0.9, need, 4}, capacity, DecideReserve, need.Scale(1.25), "margin 25%"},
 		// Free 7 CPU, of which 4 (25% of 16) are protected: 3 of the 4 wanted fit.
-		{"partial", Upcoming{"W/train", soon, 1, need}, vec(7, 64), DecidePartial, need.Scale(0.75), "only 75% fits"},
+		{"partial", Upcoming{"W/train", soon, 1, need, 4}, vec(7, 64), DecidePartial, need.Scale(0.75), "only 75% fits"},
 		// Free 5 CPU: 1 usable, a quarter of the need: delay.
-		{"delay", Upcoming{"W/train", soon, 1, need}, vec(5, 64), DecideDelay, resources.Vector{}, "too little room"},
+		{"delay", Upcoming{"W/train", soon, 1, need, 4}, vec(5, 64), DecideDelay, resources.Vector{}, "too little room"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -49,6 +49,6 @@ func TestDecideAppliesThePrefetchRule(t *testing.T) {
 			require.True(t, d.Amount.Fits(usable.Scale(1+1e-9)), "reserved %v beyond usable %v", d.Amount, usable)
 		})
 	}
-	wait := Decide(Upcoming{"W/train", now.Add(time.Minute), 0.95, need}, now, capacity, capacity, opts)
+	wait := Decide(Upcoming{"W/train", now.Add(time.Minute), 0.95, need, 4}, now, capacity, capacity, opts)
 	require.Equal(t, now.Add(time.Minute-7*time.Second), wait.ActAt)
 }

@@ -47,6 +47,10 @@ type CoordinatorInput struct {
 	Replication ReplicationOptions
 	// Replicate lists the stages replicated ahead of demand, and how.
 	Replicate []StageTarget
+	// HoldWith is the kind of the shaper (a shapers.Reserver) that turns each
+	// reservation into held capacity — placeholder pods with the Kubernetes
+	// shaper — released with it. If not set, reservations live in the ledger only.
+	HoldWith string
 	// MaxTicks before continuing as new. If not set, 1000.
 	MaxTicks int
 	// State carried by continue-as-new.
@@ -160,7 +164,8 @@ func snapshotFrom(preds []Prediction, inst []InstanceForecast, pool PoolStatus, 
 	for stage, a := range up {
 		p := byStage[stage]
 		per := resources.Vector{}.With(resources.CPU, p.CPU.Target).With(resources.Memory, p.Memory.Target)
-		s.Upcoming = append(s.Upcoming, Upcoming{Stage: stage, Start: a.start, Confidence: a.maxP * p.Confidence, Need: per.ClampZero().Scale(math.Ceil(a.runs * tasks(stage)))})
+		n := math.Ceil(a.runs * tasks(stage))
+		s.Upcoming = append(s.Upcoming, Upcoming{Stage: stage, Start: a.start, Confidence: a.maxP * p.Confidence, Need: per.ClampZero().Scale(n), Tasks: int(n)})
 	}
 	for stage, n := range peak {
 		s.Peak[stage] = n
@@ -261,6 +266,14 @@ func Coordinator(ctx workflow.Context, in CoordinatorInput) error {
 			}
 			st.Held[u.Stage] = key
 			free = free.Sub(d.Amount).ClampZero()
+			if in.HoldWith != "" && !res.Reservation.Resources.IsZero() {
+				h := shapers.Hold{Key: key, Stage: u.Stage, Replicas: max(u.Tasks, 1)}
+				h.Resources = res.Reservation.Resources.Scale(1 / float64(h.Replicas))
+				summary := fmt.Sprintf("hold %s for %s as %d × %s", human(res.Reservation.Resources), u.Stage, h.Replicas, human(h.Resources))
+				if err := workflow.ExecuteActivity(act(summary), pf.Hold, activities.HoldInput{Kind: in.HoldWith, Hold: h}).Get(ctx, nil); err != nil {
+					logger.Warn("hold failed; the reservation stays in the ledger", "stage", u.Stage, "error", err)
+				}
+			}
 		}
 		// Release what is no longer upcoming: the stage started, or its prediction lapsed.
 		for _, stage := range sortedKeys(st.Held) {
@@ -268,6 +281,13 @@ func Coordinator(ctx workflow.Context, in CoordinatorInput) error {
 				continue
 			}
 			key := st.Held[stage]
+			if in.HoldWith != "" {
+				if err := workflow.ExecuteActivity(act("release the hold "+key), pf.ReleaseHold,
+					activities.ReleaseHoldInput{Kind: in.HoldWith, Key: key}).Get(ctx, nil); err != nil {
+					logger.Warn("release of the hold failed", "stage", stage, "error", err)
+					continue
+				}
+			}
 			if err := workflow.ExecuteActivity(act("release "+key+": "+stage+" is no longer upcoming"), pf.Release,
 				activities.ReleaseInput{LedgerWorkflowID: in.LedgerWorkflowID, Key: key}).Get(ctx, nil); err != nil {
 				logger.Warn("release failed", "stage", stage, "error", err)

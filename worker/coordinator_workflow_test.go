@@ -157,3 +157,56 @@ func TestCoordinatorRebalancesWhenAsked(t *testing.T) {
 	require.Equal(t, "node-7", migrations[0].From)
 	require.ErrorIs(t, rejected, shapers.ErrInvalidAction)
 }
+
+// TestCoordinatorHoldsWhatItReserves: with HoldWith, each reservation is
+// also held by that shaper — one unit per predicted task — and the hold is
+// released before the reservation.
+func TestCoordinatorHoldsWhatItReserves(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterWorkflowWithOptions(Coordinator, workflow.RegisterOptions{Name: CoordinatorWorkflowName})
+	var ctl *controlActivities
+	var pf *activities.Prefetcher
+	var mu sync.Mutex
+	var calls []string
+	record := func(s string) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls = append(calls, s)
+	}
+	ticks := 0
+	env.OnActivity(ctl.Snapshot, mock.Anything, mock.Anything).Return(func(ctx context.Context, _ SnapshotInput) (Snapshot, error) {
+		ticks++
+		s := Snapshot{Capacity: vec(16, 64), Free: vec(16, 64)}
+		if ticks <= 3 {
+			s.Upcoming = []Upcoming{{Stage: "W/train", Start: env.Now().Add(4 * time.Second), Confidence: 1, Need: vec(4, 8), Tasks: 4}}
+		}
+		return s, nil
+	})
+	env.OnActivity(pf.Reserve, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.ReserveInput) (activities.ReserveResult, error) {
+		record("reserve " + in.Request.Key)
+		return activities.ReserveResult{Reservation: activities.Reservation{Key: in.Request.Key, Resources: in.Request.Resources}}, nil
+	})
+	var held shapers.Hold
+	env.OnActivity(pf.Hold, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.HoldInput) error {
+		record("hold " + in.Hold.Key + " with " + in.Kind)
+		held = in.Hold
+		return nil
+	})
+	env.OnActivity(pf.ReleaseHold, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.ReleaseHoldInput) error {
+		record("release hold " + in.Key)
+		return nil
+	})
+	env.OnActivity(pf.Release, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.ReleaseInput) (bool, error) {
+		record("release " + in.Key)
+		return true, nil
+	})
+	env.ExecuteWorkflow(CoordinatorWorkflowName, CoordinatorInput{Fleet: "f", LedgerWorkflowID: "ledger", Pool: "p", Interval: time.Second, MaxTicks: 6, HoldWith: "deployment"})
+	require.ErrorContains(t, env.GetWorkflowError(), "continue as new")
+
+	require.Len(t, calls, 4, "%v", calls)
+	key := held.Key
+	require.Equal(t, []string{"reserve " + key, "hold " + key + " with deployment", "release hold " + key, "release " + key}, calls)
+	require.Equal(t, 4, held.Replicas, "one placeholder per predicted task")
+	require.Equal(t, vec(1, 2), held.Resources, "each a quarter of the reservation (4 CPU / 8 GiB at confidence 1)")
+	require.Equal(t, "W/train", held.Stage)
+}

@@ -103,7 +103,8 @@ func TestHeavyStageIsReplicatedBeforeItsTasksArrive(t *testing.T) {
 // Deployment, and its pods run on kwok's nodes before Train's tasks are
 // scheduled. (kwok's pods run no worker, so the routing interceptor, finding
 // no pollers on the stage's queue, keeps Train on the pipeline's queue.)
-// Asked to rebalance, the coordinator then evicts Train's pods from their node.
+// Its reservations are held as placeholder pods until Train starts; asked
+// to rebalance, the coordinator then evicts Train's pods from their node.
 func TestStageDeploymentIsScaledBeforeItsTasksAreScheduled(t *testing.T) {
 	plane := kubetest.Start(t, "32", "128Gi")
 	ctx := context.Background()
@@ -123,23 +124,43 @@ func TestStageDeploymentIsScaledBeforeItsTasksAreScheduled(t *testing.T) {
 		},
 	}, metav1.CreateOptions{})
 	require.NoError(t, err)
-	s := kubernetes.New(plane.Client, kubernetes.Options{})
+	s := kubernetes.New(plane.Client, kubernetes.Options{Placeholders: kubernetes.Placeholders{Namespace: "stages", Tolerations: []corev1.Toleration{kubetest.Toleration}}})
+	require.NoError(t, s.EnsurePriorityClass(ctx))
 	prefetchEndToEnd(t, "e2e-k8s", s, shapers.Target{Kind: kubernetes.Kind, Name: "stages/train-workers"}, "e2e-k8s-train", false,
 		func(ctx context.Context) (bool, error) {
 			d, err := plane.Client.AppsV1().Deployments("stages").Get(ctx, "train-workers", metav1.GetOptions{})
 			return err == nil && d.Status.ReadyReplicas > 0, err
 		},
-		// Asked to rebalance, the coordinator evicts Train's pods from the node.
 		func(ctx context.Context, c client.Client) {
+			// Each reservation was held as placeholder pods, and released with it.
+			h, err := temporaltest.History(ctx, c, headstart.CoordinatorWorkflowID("e2e-k8s"), "")
+			require.NoError(t, err)
+			holds := map[int64]bool{}
+			completed := 0
+			for _, e := range h.Events {
+				if a := e.GetActivityTaskScheduledEventAttributes(); a != nil && a.ActivityType.GetName() == "Hold" {
+					holds[e.EventId] = true
+				}
+				if a := e.GetActivityTaskCompletedEventAttributes(); a != nil && holds[a.ScheduledEventId] {
+					completed++
+				}
+			}
+			require.Positive(t, completed, "the coordinator held its reservations as placeholders")
+			require.Eventually(t, func() bool {
+				d, err := plane.Client.AppsV1().Deployments("stages").List(ctx, metav1.ListOptions{LabelSelector: kubernetes.LabelReservation})
+				return err == nil && len(d.Items) == 0
+			}, time.Minute, 50*time.Millisecond, "placeholders released once Train was no longer upcoming")
+
+			// Asked to rebalance, the coordinator evicts Train's pods from the node.
 			pods, err := plane.Client.CoreV1().Pods("stages").List(ctx, metav1.ListOptions{LabelSelector: "app=train-workers"})
 			require.NoError(t, err)
 			require.NotEmpty(t, pods.Items)
-			h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: headstart.CoordinatorWorkflowID("e2e-k8s"), UpdateName: headstart.UpdateRebalance,
+			upd, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: headstart.CoordinatorWorkflowID("e2e-k8s"), UpdateName: headstart.UpdateRebalance,
 				Args:         []any{shapers.Migration{Target: shapers.Target{Kind: kubernetes.Kind, Name: "stages/train-workers"}, From: "kwok-node-0", Reason: "kwok-node-0 is hot"}},
 				WaitForStage: client.WorkflowUpdateStageCompleted})
 			require.NoError(t, err)
 			var moved shapers.Moved
-			require.NoError(t, h.Get(ctx, &moved))
+			require.NoError(t, upd.Get(ctx, &moved))
 			t.Logf("rebalance: %s", moved.Message)
 			require.NotEmpty(t, moved.Moved)
 			for _, name := range moved.Moved {
@@ -212,6 +233,10 @@ func prefetchEndToEnd(t *testing.T, fleet string, shaper shapers.Shaper, target 
 	}
 	require.Zero(t, readyNanos.Load(), "%s had capacity before Headstart acted", target)
 
+	holdWith := "" // a shaper that can hold capacity holds what the coordinator reserves
+	if _, ok := shaper.(shapers.Reserver); ok {
+		holdWith = target.Kind
+	}
 	pool := fleet + "-pool"
 	ledgerID := headstart.LedgerWorkflowID(pool)
 	_, err = c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: ledgerID, TaskQueue: opts.TaskQueue}, headstart.LedgerWorkflowName,
@@ -220,7 +245,7 @@ func prefetchEndToEnd(t *testing.T, fleet string, shaper shapers.Shaper, target 
 	_, err = c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: headstart.CoordinatorWorkflowID(fleet), TaskQueue: opts.TaskQueue}, headstart.CoordinatorWorkflowName,
 		headstart.CoordinatorInput{Fleet: fleet, LedgerWorkflowID: ledgerID, Pool: pool, Interval: 300 * time.Millisecond,
 			Rule:      headstart.CoordinatorOptions{MinConfidence: 0.5, ActuationTime: time.Second, Lead: time.Second},
-			Replicate: []headstart.StageTarget{{Stage: train, Target: target}}})
+			Replicate: []headstart.StageTarget{{Stage: train, Target: target}}, HoldWith: holdWith})
 	require.NoError(t, err)
 	defer func() {
 		_ = c.CancelWorkflow(context.Background(), headstart.CoordinatorWorkflowID(fleet), "")

@@ -54,6 +54,9 @@ type Options struct {
 	// worker's Deployment), so deleting it cleans them up; they carry
 	// Headstart's labels in any case.
 	Owner *metav1.OwnerReference
+	// Placeholders configure soft reservations (Hold); Hold and Release
+	// need its Namespace.
+	Placeholders Placeholders
 	// Now is the clock for cooldowns. If not set, time.Now.
 	Now func() time.Time
 }

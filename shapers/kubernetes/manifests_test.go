@@ -105,7 +105,8 @@ func TestManifestsApplyAndTheRoleIsLeastPrivilege(t *testing.T) {
 	as := rest.CopyConfig(p.Config)
 	as.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:headstart:headstart"}
 	client := k8s.NewForConfigOrDie(as)
-	s := kubernetes.New(client, kubernetes.Options{Cooldown: -1})
+	s := kubernetes.New(client, kubernetes.Options{Cooldown: -1,
+		Placeholders: kubernetes.Placeholders{Namespace: "headstart", Tolerations: []corev1.Toleration{kubetest.Toleration}}})
 	target := shapers.Target{Kind: kubernetes.Kind, Name: "headstart/pipeline-train"}
 
 	// Everything the shaper does, as the ServiceAccount.
@@ -126,11 +127,10 @@ func TestManifestsApplyAndTheRoleIsLeastPrivilege(t *testing.T) {
 	if err := s.SetBandwidth(ctx, target, 1e6, 1e6, false); err != nil {
 		t.Fatalf("bandwidth: %v", err)
 	}
-	ph := kubernetes.Placeholders{Namespace: "headstart", Tolerations: []corev1.Toleration{kubetest.Toleration}}
-	if err := s.Hold(ctx, ph, "prefetch/train/1", "Pipeline/Train", resources.Vector{}.With(resources.CPU, 1), 1); err != nil {
+	if err := s.Hold(ctx, shapers.Hold{Key: "prefetch/train/1", Stage: "Pipeline/Train", Resources: resources.Vector{}.With(resources.CPU, 1), Replicas: 1}); err != nil {
 		t.Fatalf("hold: %v", err)
 	}
-	if err := s.Release(ctx, ph, "prefetch/train/1"); err != nil {
+	if err := s.Release(ctx, "prefetch/train/1"); err != nil {
 		t.Fatalf("release: %v", err)
 	}
 	waitConverged(t, s, target)

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/headstart-dev/headstart/resources"
+	"github.com/headstart-dev/headstart/shapers"
 )
 
 // PlaceholderPriorityClass is the PriorityClass of placeholder pods: below
@@ -30,7 +31,8 @@ const (
 	LabelStage       = "headstart.dev/stage"
 )
 
-// Placeholders holds soft reservations as low-priority placeholder pods.
+// Placeholders configure how the shaper holds soft reservations: as
+// low-priority placeholder pods.
 type Placeholders struct {
 	// Namespace the placeholders run in.
 	Namespace string
@@ -82,14 +84,22 @@ func reservationName(key string) string {
 	return "headstart-hold-" + strings.Trim(n, "-")
 }
 
-// Hold reserves per-replica resources times replicas for a stage as
-// placeholder pods (a Deployment named after the key, labelled, owned by
-// Options.Owner if set — which must then live in the same namespace — and
-// idempotent: holding the same key again changes nothing).
-func (s *Shaper) Hold(ctx context.Context, p Placeholders, key, stage string, per resources.Vector, replicas int) error {
-	if err := per.Validate(); err != nil {
-		return fmt.Errorf("hold %s: %w", key, err)
+var _ shapers.Reserver = (*Shaper)(nil)
+
+// Hold implements shapers.Reserver: it holds h.Replicas × h.Resources (CPU
+// and memory) for a stage as placeholder pods in Options.Placeholders'
+// namespace — a Deployment named after the key, labelled, owned by
+// Options.Owner if set (which must then live in that namespace), and
+// idempotent: holding the same key again changes nothing.
+func (s *Shaper) Hold(ctx context.Context, h shapers.Hold) error {
+	if err := h.Validate(); err != nil {
+		return err
 	}
+	p := s.opts.Placeholders
+	if p.Namespace == "" {
+		return fmt.Errorf("%w: hold %s: Options.Placeholders.Namespace is not set", shapers.ErrUnsupported, h.Key)
+	}
+	key, stage, per, replicas := h.Key, h.Stage, h.Resources, h.Replicas
 	image := p.Image
 	if image == "" {
 		image = "registry.k8s.io/pause:3.10"
@@ -131,8 +141,13 @@ func (s *Shaper) Hold(ctx context.Context, p Placeholders, key, stage string, pe
 	return nil
 }
 
-// Release removes a reservation's placeholders; releasing one not held is not an error.
-func (s *Shaper) Release(ctx context.Context, p Placeholders, key string) error {
+// Release implements shapers.Reserver: it removes a hold's placeholders;
+// releasing one not held is not an error.
+func (s *Shaper) Release(ctx context.Context, key string) error {
+	p := s.opts.Placeholders
+	if p.Namespace == "" {
+		return fmt.Errorf("%w: release %s: Options.Placeholders.Namespace is not set", shapers.ErrUnsupported, key)
+	}
 	err := s.client.AppsV1().Deployments(p.Namespace).Delete(ctx, reservationName(key), metav1.DeleteOptions{PropagationPolicy: ptr(metav1.DeletePropagationForeground)})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("release %s: %w", key, err)

@@ -2,6 +2,7 @@ package kubernetes_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/headstart-dev/headstart/internal/kubetest"
 	"github.com/headstart-dev/headstart/resources"
+	"github.com/headstart-dev/headstart/shapers"
 	"github.com/headstart-dev/headstart/shapers/kubernetes"
 )
 
@@ -45,7 +47,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestPlaceholdersHoldCapacityUntilRealWorkNeedsIt(t *testing.T) {
 	p := kubetest.Start(t, "4", "16Gi")
 	ctx := context.Background()
-	s := kubernetes.New(p.Client, kubernetes.Options{})
+	s := kubernetes.New(p.Client, kubernetes.Options{Placeholders: kubernetes.Placeholders{Namespace: "stages", Tolerations: []corev1.Toleration{kubetest.Toleration}}})
 	if err := s.EnsurePriorityClass(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -55,13 +57,15 @@ func TestPlaceholdersHoldCapacityUntilRealWorkNeedsIt(t *testing.T) {
 	if _, err := p.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "stages"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	ph := kubernetes.Placeholders{Namespace: "stages", Tolerations: []corev1.Toleration{kubetest.Toleration}}
-	per := resources.Vector{}.With(resources.CPU, 1).With(resources.Memory, 1<<30)
 	const key = "prefetch/Pipeline/Train/1"
-	if err := s.Hold(ctx, ph, key, "Pipeline/Train", per, 3); err != nil {
+	hold := shapers.Hold{Key: key, Stage: "Pipeline/Train", Resources: resources.Vector{}.With(resources.CPU, 1).With(resources.Memory, 1<<30), Replicas: 3}
+	if err := s.Hold(ctx, shapers.Hold{Key: key, Stage: "Pipeline/Train", Replicas: 3}); !errors.Is(err, shapers.ErrInvalidAction) {
+		t.Fatalf("a hold of nothing: %v", err)
+	}
+	if err := s.Hold(ctx, hold); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Hold(ctx, ph, key, "Pipeline/Train", per, 3); err != nil {
+	if err := s.Hold(ctx, hold); err != nil {
 		t.Fatalf("holding the same key again must be a no-op: %v", err)
 	}
 	holds := kubernetes.LabelManagedBy + "=headstart"
@@ -84,10 +88,10 @@ func TestPlaceholdersHoldCapacityUntilRealWorkNeedsIt(t *testing.T) {
 		t.Fatalf("%d placeholders still running beside a 2-CPU worker on a 4-CPU node", n)
 	}
 
-	if err := s.Release(ctx, ph, key); err != nil {
+	if err := s.Release(ctx, key); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Release(ctx, ph, key); err != nil {
+	if err := s.Release(ctx, key); err != nil {
 		t.Fatalf("a second release must be a no-op: %v", err)
 	}
 	waitFor(t, "the placeholders to go", func() bool {
@@ -107,13 +111,12 @@ func TestObjectsHeadstartCreatesAreOwnedAndLabelled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := kubernetes.New(p.Client, kubernetes.Options{Owner: &metav1.OwnerReference{
-		APIVersion: "apps/v1", Kind: "Deployment", Name: owner.Name, UID: owner.UID}})
+	s := kubernetes.New(p.Client, kubernetes.Options{Owner: &metav1.OwnerReference{APIVersion: "apps/v1", Kind: "Deployment", Name: owner.Name, UID: owner.UID},
+		Placeholders: kubernetes.Placeholders{Namespace: "headstart", Tolerations: []corev1.Toleration{kubetest.Toleration}}})
 	if err := s.EnsurePriorityClass(ctx); err != nil {
 		t.Fatal(err)
 	}
-	ph := kubernetes.Placeholders{Namespace: "headstart", Tolerations: []corev1.Toleration{kubetest.Toleration}}
-	if err := s.Hold(ctx, ph, "prefetch/train/7", "Pipeline/Train", resources.Vector{}.With(resources.CPU, 0.5), 1); err != nil {
+	if err := s.Hold(ctx, shapers.Hold{Key: "prefetch/train/7", Stage: "Pipeline/Train", Resources: resources.Vector{}.With(resources.CPU, 0.5), Replicas: 1}); err != nil {
 		t.Fatal(err)
 	}
 	held, err := p.Client.AppsV1().Deployments("headstart").List(ctx, metav1.ListOptions{LabelSelector: kubernetes.LabelManagedBy + "=headstart"})
