@@ -21,7 +21,6 @@ import (
 	"go.temporal.io/sdk/interceptor"
 	sdkworker "go.temporal.io/sdk/worker"
 
-	"github.com/headstart-dev/headstart/interceptors"
 	"github.com/headstart-dev/headstart/internal/temporaltest"
 	"github.com/headstart-dev/headstart/resources"
 	"github.com/headstart-dev/headstart/samples/pipeline"
@@ -370,11 +369,7 @@ func runPolicy(b *testing.B, srv *temporaltest.Server, p policy, name string, be
 	// The user's worker: the workflow and the other stages, always warm.
 	wopts := sdkworker.Options{}
 	if r.fleet != "" {
-		sink, err := interceptors.NewBatchingSink(interceptors.BatchOptions{Send: headstart.ForecasterSender(c, headstart.Options{Fleet: r.fleet}), FlushInterval: 100 * time.Millisecond})
-		if err != nil {
-			b.Fatal(err)
-		}
-		prof, err := interceptors.NewProfiler(interceptors.ProfilerOptions{Sink: sink})
+		prof, err := forecastingProfiler(c, headstart.Options{Fleet: r.fleet})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -51,12 +51,7 @@ func replica(queue string) int {
 	concurrency, _ := strconv.Atoi(os.Getenv("HEADSTART_REPLICA_CONCURRENCY"))
 	opts := sdkworker.Options{MaxConcurrentActivityExecutionSize: concurrency, WorkerStopTimeout: 30 * time.Second}
 	if fleet := os.Getenv("HEADSTART_REPLICA_FLEET"); fleet != "" {
-		sink, err := interceptors.NewBatchingSink(interceptors.BatchOptions{Send: headstart.ForecasterSender(c, headstart.Options{Fleet: fleet}), FlushInterval: 100 * time.Millisecond})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		prof, err := interceptors.NewProfiler(interceptors.ProfilerOptions{Sink: sink})
+		prof, err := forecastingProfiler(c, headstart.Options{Fleet: fleet})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
@@ -73,6 +68,16 @@ func replica(queue string) int {
 		return 1
 	}
 	return 0
+}
+
+// forecastingProfiler is a user's worker's profiler, batching to the
+// forecaster of opts every 100 ms. Close it when the worker stops.
+func forecastingProfiler(c client.Client, opts headstart.Options) (*interceptors.Profiler, error) {
+	sink, err := interceptors.NewBatchingSink(interceptors.BatchOptions{Send: headstart.ForecasterSender(c, opts), FlushInterval: 100 * time.Millisecond})
+	if err != nil {
+		return nil, err
+	}
+	return interceptors.NewProfiler(interceptors.ProfilerOptions{Sink: sink})
 }
 
 // TestHeavyStageIsReplicatedBeforeItsTasksArrive: the profiled pipeline
@@ -194,9 +199,7 @@ func prefetchEndToEnd(t *testing.T, fleet string, shaper shapers.Shaper, target 
 	defer control.Stop()
 
 	// The user's worker: profiled, batching to the forecaster, and routing replicated stages.
-	sink, err := interceptors.NewBatchingSink(interceptors.BatchOptions{Send: headstart.ForecasterSender(c, opts), FlushInterval: 100 * time.Millisecond})
-	require.NoError(t, err)
-	prof, err := interceptors.NewProfiler(interceptors.ProfilerOptions{Sink: sink})
+	prof, err := forecastingProfiler(c, opts)
 	require.NoError(t, err)
 	defer prof.Close(context.Background())
 	router := interceptors.NewRouter()
