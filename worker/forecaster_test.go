@@ -310,6 +310,20 @@ func TestTasksPerRunFollowTheFanOut(t *testing.T) {
 	}
 }
 
+// TestARunCountsTasksForBoundedStages: a run through 100 stages counts the
+// tasks of its first 64 only, so a tracked run stays small.
+func TestARunCountsTasksForBoundedStages(t *testing.T) {
+	st := newForecasterState(ForecasterOptions{})
+	var b []forecasting.Observation
+	for i := range 100 {
+		b = append(b, forecasting.Observation{Stage: fmt.Sprintf("W/s%d", i), WorkflowType: "W", ActivityType: fmt.Sprintf("s%d", i),
+			RunID: "wide", Attempt: 1, Outcome: forecasting.OutcomeOK, Scheduled: t0.Add(time.Duration(i) * time.Second),
+			Started: t0.Add(time.Duration(i) * time.Second), Wall: time.Second, PeakMemoryBytes: 1e6})
+	}
+	st.ingest(b, t0)
+	require.Len(t, st.instances["wide"].Tasks, maxCountedStages)
+}
+
 // TestObservationsAreScoredAgainstThePredictionOfTheirSchedulingTime.
 func TestObservationsAreScoredAgainstThePredictionOfTheirSchedulingTime(t *testing.T) {
 	st := newForecasterState(ForecasterOptions{})

@@ -159,8 +159,13 @@ type instance struct {
 	Tasks map[string]int `json:",omitempty"`
 }
 
-// fanoutRuns is how many of the latest runs past a stage its tasks per run averages.
-const fanoutRuns = 20
+// fanoutRuns is how many of the latest runs past a stage its tasks per run
+// averages; maxCountedStages bounds the stages one run counts tasks for
+// (and so the size of a tracked run).
+const (
+	fanoutRuns       = 20
+	maxCountedStages = 64
+)
 
 // forecasterState is everything the forecaster keeps. Its methods are
 // deterministic: no clock, no randomness, no map iteration that reaches the
@@ -393,6 +398,9 @@ func (s *forecasterState) countTask(o forecasting.Observation) {
 	}
 	if in.Tasks == nil {
 		in.Tasks = map[string]int{}
+	}
+	if _, ok := in.Tasks[o.Stage]; !ok && len(in.Tasks) >= maxCountedStages {
+		return
 	}
 	in.Tasks[o.Stage]++
 }
