@@ -223,7 +223,9 @@ func oracleFleet(began *time.Time) func(ctx context.Context, b *testing.B, r *po
 // headstartCoordinator: the control worker, forecaster and coordinator. The
 // forecaster first learns the pipeline from two warm-up bursts on a fixed
 // fleet; then the pool goes to zero and the coordinator replicates
-// Transform from its predictions.
+// Transform from its predictions, down after the same stabilization as the
+// reactive scaler's — or at once when no Transform task is predicted within
+// the horizon (ReleaseWhenIdle), which a reactive scaler cannot know.
 func headstartCoordinator(ctx context.Context, b *testing.B, r *policyRun) func() {
 	// The control worker polls the default task queue, where the workers' senders start the forecaster.
 	opts := headstart.Options{Fleet: r.fleet, Shapers: map[string]shapers.Shaper{workerpool.Kind: r.pool}}
@@ -263,7 +265,7 @@ func headstartCoordinator(ctx context.Context, b *testing.B, r *policyRun) func(
 		headstart.CoordinatorInput{Fleet: r.fleet, LedgerWorkflowID: ledgerID, Pool: r.fleet, Interval: 500 * time.Millisecond,
 			Rule:        headstart.CoordinatorOptions{MinConfidence: 0.5, ActuationTime: benchColdStart},
 			Replicate:   []headstart.StageTarget{{Stage: benchStage, Target: r.target}},
-			Replication: headstart.ReplicationOptions{Levels: []int{0, 1, 2, 3, 4, 6, 8}, PerReplica: benchPerReplica, ScaleDownAfter: benchStabilization}}); err != nil {
+			Replication: headstart.ReplicationOptions{Levels: []int{0, 1, 2, 3, 4, 6, 8}, PerReplica: benchPerReplica, ScaleDownAfter: benchStabilization, ReleaseWhenIdle: true}}); err != nil {
 		b.Fatal(err)
 	}
 	return func() {

@@ -17,6 +17,12 @@ type ReplicationOptions struct {
 	// ScaleDownAfter is how long a lower level must suffice before scaling
 	// down (hysteresis). If not set, 2 minutes.
 	ScaleDownAfter time.Duration
+	// ReleaseWhenIdle scales a stage to its lowest level at once, without
+	// the hysteresis, when no task is predicted in it or arriving within the
+	// horizon (actuation time plus lead): any later need is seen in time to
+	// start replicas again, so an idle replica kept longer costs more than a
+	// new one. Suits stages that upstream stages announce; off by default.
+	ReleaseWhenIdle bool
 }
 
 func (o ReplicationOptions) withDefaults() ReplicationOptions {
@@ -55,6 +61,8 @@ func PlanReplicas(prev ReplicaPlan, peakConcurrent float64, now time.Time, opts 
 		}
 	}
 	switch {
+	case opts.ReleaseWhenIdle && peakConcurrent <= 0 && need < prev.Replicas:
+		return ReplicaPlan{Replicas: need}, fmt.Sprintf("no task predicted within the horizon: releasing %d idle replicas", prev.Replicas-need)
 	case need > prev.Replicas:
 		return ReplicaPlan{Replicas: need}, fmt.Sprintf("predicted %.1f concurrent tasks need %d replicas of %d", peakConcurrent, need, opts.PerReplica)
 	case need == prev.Replicas:

@@ -34,3 +34,21 @@ func TestPlanReplicasScalesUpAtOnceAndDownWithHysteresis(t *testing.T) {
 	}
 	require.True(t, plan.LowSince.IsZero(), "needing the current level clears the scale-down clock")
 }
+
+// TestPlanReplicasReleasesIdleStagesAtOnceWhenAsked: with ReleaseWhenIdle, a
+// stage with no task predicted goes to its lowest level at once; a lower
+// but non-zero need still waits out the hysteresis.
+func TestPlanReplicasReleasesIdleStagesAtOnceWhenAsked(t *testing.T) {
+	opts := ReplicationOptions{Levels: []int{0, 1, 2, 4}, PerReplica: 4, ScaleDownAfter: time.Minute, ReleaseWhenIdle: true}
+	plan, _ := PlanReplicas(ReplicaPlan{}, 16, t0, opts)
+	require.Equal(t, 4, plan.Replicas)
+	plan, _ = PlanReplicas(plan, 3, t0.Add(time.Second), opts)
+	require.Equal(t, 4, plan.Replicas, "1 would do: hold")
+	plan, reason := PlanReplicas(plan, 0, t0.Add(2*time.Second), opts)
+	require.Equal(t, 0, plan.Replicas, reason)
+	require.Contains(t, reason, "releasing 4 idle replicas")
+
+	opts.ReleaseWhenIdle = false
+	plan, _ = PlanReplicas(ReplicaPlan{Replicas: 4}, 0, t0, opts)
+	require.Equal(t, 4, plan.Replicas, "without it, the hysteresis holds")
+}
