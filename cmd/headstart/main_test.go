@@ -27,3 +27,12 @@ func TestHelpListsCommands(t *testing.T) {
 		}
 	}
 }
+
+// TestWorkerRefusesAnUnreadableKubeconfig before connecting anywhere.
+func TestWorkerRefusesAnUnreadableKubeconfig(t *testing.T) {
+	var out, errOut bytes.Buffer
+	code := run([]string{"worker", "--kubernetes", "--kubeconfig", t.TempDir() + "/missing", "--address", "127.0.0.1:1"}, &out, &errOut)
+	if code != 1 || !strings.Contains(errOut.String(), "headstart worker: kubernetes:") || strings.Contains(errOut.String(), "dial") {
+		t.Fatalf("exit %d, stderr:\n%s", code, errOut.String())
+	}
+}

@@ -33,6 +33,22 @@ func runWorker(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	// Configuration errors first, before connecting anywhere.
+	shaping := map[string]shapers.Shaper{}
+	if *onKubernetes {
+		cfg, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
+		if err != nil {
+			fmt.Fprintln(stderr, "headstart worker: kubernetes:", err)
+			return 1
+		}
+		k, err := k8s.NewForConfig(cfg)
+		if err != nil {
+			fmt.Fprintln(stderr, "headstart worker: kubernetes:", err)
+			return 1
+		}
+		shaping[kubernetes.Kind] = kubernetes.New(k, kubernetes.Options{})
+		fmt.Fprintf(stdout, "shaping Kubernetes Deployments through %s\n", cfg.Host)
+	}
 	c, err := client.Dial(client.Options{HostPort: *address, Namespace: *namespace})
 	if err != nil {
 		fmt.Fprintf(stderr, "headstart worker: dial %s: %v\n", *address, err)
@@ -57,22 +73,7 @@ func runWorker(args []string, stdout, stderr io.Writer) int {
 		defer srv.Close()
 		fmt.Fprintf(stdout, "serving control worker metrics at http://%s/metrics\n", l.Addr())
 	}
-	opts := worker.Options{TaskQueue: *taskQueue, Registerer: registry, Shapers: map[string]shapers.Shaper{}}
-	if *onKubernetes {
-		cfg, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
-		if err != nil {
-			fmt.Fprintln(stderr, "headstart worker: kubernetes:", err)
-			return 1
-		}
-		k, err := k8s.NewForConfig(cfg)
-		if err != nil {
-			fmt.Fprintln(stderr, "headstart worker: kubernetes:", err)
-			return 1
-		}
-		opts.Shapers[kubernetes.Kind] = kubernetes.New(k, kubernetes.Options{})
-		fmt.Fprintf(stdout, "shaping Kubernetes Deployments through %s\n", cfg.Host)
-	}
-	w, err := worker.New(c, opts)
+	w, err := worker.New(c, worker.Options{TaskQueue: *taskQueue, Registerer: registry, Shapers: shaping})
 	if err != nil {
 		fmt.Fprintln(stderr, "headstart worker:", err)
 		return 1
