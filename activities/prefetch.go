@@ -66,16 +66,12 @@ func (p *Prefetcher) update(ctx context.Context, id, name string, arg, result an
 // actions and unknown kinds fail without retries (types InvalidAction and
 // UnknownTarget).
 func (p *Prefetcher) Shape(ctx context.Context, a shapers.Action) (shapers.Status, error) {
-	s, ok := p.Shapers[a.Target.Kind]
-	if !ok {
-		return shapers.Status{}, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("no shaper for %s targets (%s)", a.Target.Kind, a.Target), "UnknownTarget", shapers.ErrUnknownTarget)
+	s, err := p.shaper(a.Target.Kind)
+	if err != nil {
+		return shapers.Status{}, err
 	}
 	st, err := s.Apply(ctx, a)
-	if err != nil {
-		return st, shapeError(err)
-	}
-	return st, nil
+	return st, shapeError(err)
 }
 
 // HoldInput names the shaper kind (a shapers.Reserver) that holds capacity
@@ -95,7 +91,7 @@ type ReleaseHoldInput struct {
 // through the shaper of the kind, when it is a shapers.Reserver
 // (otherwise type Unsupported). Holding a key again changes nothing.
 func (p *Prefetcher) Hold(ctx context.Context, in HoldInput) error {
-	r, err := p.reserver(in.Kind)
+	r, err := capability[shapers.Reserver](p, in.Kind, "hold capacity")
 	if err != nil {
 		return err
 	}
@@ -104,42 +100,46 @@ func (p *Prefetcher) Hold(ctx context.Context, in HoldInput) error {
 
 // ReleaseHold gives held capacity back; releasing a key not held changes nothing.
 func (p *Prefetcher) ReleaseHold(ctx context.Context, in ReleaseHoldInput) error {
-	r, err := p.reserver(in.Kind)
+	r, err := capability[shapers.Reserver](p, in.Kind, "hold capacity")
 	if err != nil {
 		return err
 	}
 	return shapeError(r.Release(ctx, in.Key))
 }
 
-func (p *Prefetcher) reserver(kind string) (shapers.Reserver, error) {
-	s, ok := p.Shapers[kind]
-	if !ok {
-		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("no shaper for %s targets", kind), "UnknownTarget", shapers.ErrUnknownTarget)
-	}
-	r, ok := s.(shapers.Reserver)
-	if !ok {
-		return nil, shapeError(fmt.Errorf("%w: %s shapers cannot hold capacity", shapers.ErrUnsupported, kind))
-	}
-	return r, nil
-}
-
 // Migrate moves a target's replicas off a host through the shaper of its
 // kind, when that shaper is a shapers.Migrator (otherwise type Unsupported).
 func (p *Prefetcher) Migrate(ctx context.Context, m shapers.Migration) (shapers.Moved, error) {
-	s, ok := p.Shapers[m.Target.Kind]
-	if !ok {
-		return shapers.Moved{}, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("no shaper for %s targets (%s)", m.Target.Kind, m.Target), "UnknownTarget", shapers.ErrUnknownTarget)
-	}
-	mg, ok := s.(shapers.Migrator)
-	if !ok {
-		return shapers.Moved{}, shapeError(fmt.Errorf("%w: %s targets cannot migrate", shapers.ErrUnsupported, m.Target.Kind))
+	mg, err := capability[shapers.Migrator](p, m.Target.Kind, "migrate")
+	if err != nil {
+		return shapers.Moved{}, err
 	}
 	moved, err := mg.Migrate(ctx, m)
-	if err != nil {
-		return moved, shapeError(err)
+	return moved, shapeError(err)
+}
+
+// shaper returns the shaper of a target kind (type UnknownTarget if none).
+func (p *Prefetcher) shaper(kind string) (shapers.Shaper, error) {
+	s, ok := p.Shapers[kind]
+	if !ok {
+		return nil, shapeError(fmt.Errorf("%w: no shaper for %s targets", shapers.ErrUnknownTarget, kind))
 	}
-	return moved, nil
+	return s, nil
+}
+
+// capability returns the shaper of a kind as an optional capability C
+// (type Unsupported if it lacks it).
+func capability[C any](p *Prefetcher, kind, what string) (C, error) {
+	var none C
+	s, err := p.shaper(kind)
+	if err != nil {
+		return none, err
+	}
+	c, ok := s.(C)
+	if !ok {
+		return none, shapeError(fmt.Errorf("%w: %s shapers cannot %s", shapers.ErrUnsupported, kind, what))
+	}
+	return c, nil
 }
 
 func shapeError(err error) error {
