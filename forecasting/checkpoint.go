@@ -14,14 +14,13 @@ import (
 var ErrCheckpoint = errors.New("invalid checkpoint")
 
 // checkpointVersion changes when the checkpoint's layout does.
-const checkpointVersion = 1
+const checkpointVersion = 2
 
 // headstartState is the Headstart sizer's state, as checkpointed.
 type headstartState struct {
 	Version int
 	Opts    HeadstartOptions
 	MaxSeen float64
-	Pooled  [numTargets]pooledState
 	Seq     int64
 	Stages  []stageState // sorted by name, so the bytes are deterministic
 }
@@ -39,6 +38,10 @@ type stageState struct {
 	Alpha   float64
 	Seen    [numTargets]bool
 	LastSeq int64
+	// Errs and Slope are the stage's shares of the pools all stages share,
+	// which are summed again on restore.
+	Errs  [numTargets]pooledState
+	Slope [numTargets][2]float64
 }
 
 func to32(xs []float64) []float32 {
@@ -63,9 +66,6 @@ func to64(xs []float32) []float64 {
 // float32, so a restored sizer predicts within float32 rounding of the original.
 func (h *Headstart) Checkpoint() ([]byte, error) {
 	s := headstartState{Version: checkpointVersion, Opts: h.opts, MaxSeen: h.opts.Fallback.maxSeen, Seq: h.seq}
-	for r := range h.pooled {
-		s.Pooled[r] = pooledState{h.pooled[r].up, h.pooled[r].down, h.pooled[r].n}
-	}
 	names := make([]string, 0, len(h.stages))
 	//workflowcheck:ignore collected, then sorted
 	for name := range h.stages {
@@ -80,6 +80,10 @@ func (h *Headstart) Checkpoint() ([]byte, error) {
 		}
 		for m := range st.res {
 			ss.Res[m] = to32(st.res[m])
+		}
+		for r := range st.errs {
+			ss.Errs[r] = pooledState{st.errs[r].up, st.errs[r].down, st.errs[r].n}
+			ss.Slope[r] = [2]float64{st.slope[r].b, st.slope[r].w}
 		}
 		s.Stages = append(s.Stages, ss)
 	}
@@ -110,9 +114,6 @@ func RestoreHeadstart(b []byte) (*Headstart, error) {
 	h := NewHeadstart(s.Opts)
 	h.opts.Fallback.maxSeen = s.MaxSeen
 	h.seq = s.Seq
-	for r := range s.Pooled {
-		h.pooled[r] = pooledVariance{up: s.Pooled[r].Up, down: s.Pooled[r].Down, n: s.Pooled[r].N}
-	}
 	for _, ss := range s.Stages {
 		name := ss.Name
 		if len(ss.X) > h.opts.Window {
@@ -130,6 +131,13 @@ func RestoreHeadstart(b []byte) (*Headstart, error) {
 				return nil, fmt.Errorf("%w: stage %s keeps %d residuals, window is %d", ErrCheckpoint, name, len(ss.Res[m]), h.opts.Window)
 			}
 			st.res[m] = to64(ss.Res[m])
+		}
+		for r := range ss.Errs {
+			st.errs[r] = pooledVariance{ss.Errs[r].Up, ss.Errs[r].Down, ss.Errs[r].N}
+			st.slope[r].b, st.slope[r].w = ss.Slope[r][0], ss.Slope[r][1]
+			h.pooled[r].include(st.errs[r].variances())
+			h.slopes[r].sum += st.slope[r].w * st.slope[r].b
+			h.slopes[r].weight += st.slope[r].w
 		}
 		h.stages[name] = st
 	}

@@ -223,3 +223,25 @@ func (q *eventQueue) Pop() any {
 	q.items = q.items[:len(q.items)-1]
 	return e
 }
+
+// ColdShare returns the share of a trace's used GB·h in tasks submitted
+// before any task of their stage had finished. A replay sizes them knowing
+// nothing of their stage (its Fallback, or the user's request), so they
+// bound how far any method can improve on the request.
+func ColdShare(tasks []TraceTask) float64 {
+	first := map[string]time.Time{}
+	for _, t := range tasks {
+		if f, ok := first[t.Stage]; !ok || t.Complete.Before(f) {
+			first[t.Stage] = t.Complete
+		}
+	}
+	var cold, total float64
+	for _, t := range tasks {
+		g := t.PeakMemory * t.Runtime.Hours()
+		total += g
+		if t.Submit.Before(first[t.Stage]) {
+			cold += g
+		}
+	}
+	return ratioOr(cold, total, 0)
+}

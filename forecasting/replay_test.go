@@ -70,3 +70,20 @@ func TestPinballLoss(t *testing.T) {
 		}
 	}
 }
+
+// TestColdShareCountsTasksSubmittedBeforeTheirStageFirstFinished: of stage
+// s, a finishes at 1 h; b was submitted before (cold), c after. Stage u's
+// only task is cold too.
+func TestColdShareCountsTasksSubmittedBeforeTheirStageFirstFinished(t *testing.T) {
+	h := time.Hour
+	tasks := []TraceTask{
+		{Task: Task{ID: "a", Stage: "s", Submit: t0}, Usage: Usage{PeakMemory: 1e9, Runtime: h}, Complete: t0.Add(h)},
+		{Task: Task{ID: "b", Stage: "s", Submit: t0.Add(h / 2)}, Usage: Usage{PeakMemory: 2e9, Runtime: h}, Complete: t0.Add(3 * h / 2)},
+		{Task: Task{ID: "c", Stage: "s", Submit: t0.Add(h)}, Usage: Usage{PeakMemory: 3e9, Runtime: h}, Complete: t0.Add(2 * h)},
+		{Task: Task{ID: "d", Stage: "u", Submit: t0.Add(h)}, Usage: Usage{PeakMemory: 4e9, Runtime: h}, Complete: t0.Add(2 * h)},
+	}
+	// a, b and d are cold: 7 of 10 GB·h.
+	if got := ColdShare(tasks); math.Abs(got-0.7) > 1e-12 {
+		t.Errorf("cold share = %v, want 0.7", got)
+	}
+}

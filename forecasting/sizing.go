@@ -67,8 +67,10 @@ type Sizer interface {
 }
 
 // Fallback sizes memory when a method has no history for a stage: the user's
-// request if given, else the largest peak seen in any stage so far times
-// Margin, else Default.
+// request if given, else the larger of Default and the largest peak seen in
+// any stage so far times Margin. Default is a floor: another stage's peak
+// says little about a new stage, and a first attempt that fails costs its
+// allocation and a retry at twice it.
 type Fallback struct {
 	Margin  float64 // if not set, 1.2
 	Default float64 // bytes; if not set, 2 GiB
@@ -77,13 +79,10 @@ type Fallback struct {
 
 // Memory returns the fallback allocation for t.
 func (f *Fallback) Memory(t Task) float64 {
-	switch {
-	case t.RequestMemory > 0:
+	if t.RequestMemory > 0 {
 		return t.RequestMemory
-	case f.maxSeen > 0:
-		return f.maxSeen * orDefault(f.Margin, 1.2)
 	}
-	return orDefault(f.Default, 2<<30)
+	return math.Max(f.maxSeen*orDefault(f.Margin, 1.2), orDefault(f.Default, 2<<30))
 }
 
 // Observe records a finished task's peak.
@@ -102,9 +101,11 @@ type HeadstartOptions struct {
 	// attempts that should fit. If not set, 0.99.
 	Quantile float64
 	// MinHistory is how many finished tasks of a stage its models need;
-	// below it the stage's largest peak times Margin is used. If not set, 3.
+	// below it the stage's largest peak times Margin is used. If not set,
+	// 1: the models' priors (the slope and spread all stages share) make
+	// one task enough.
 	MinHistory int
-	// Margin over the largest peak while history is short. If not set, 1.2.
+	// Margin over the largest peak below MinHistory. If not set, 1.2.
 	Margin float64
 	// Window is how many recent tasks of a stage are kept. If not set, 100.
 	Window int
@@ -121,9 +122,13 @@ type HeadstartOptions struct {
 // Headstart sizes memory and runtime per stage with two log-space models
 // and picks, per stage, the one whose past predictions scored better:
 //
-//   - a regression of log(value) on log(input bytes) (ridge-regularised
-//     least squares over a window of recent tasks), and
-//   - the same without the input term (the stage's typical value).
+//   - a regression of log(value) on log(input bytes): Bayesian, its slope's
+//     prior the slope all stages share (starting at 0.5, a square root), so
+//     a stage with one task already scales with its input, and its
+//     prediction interval widens with the distance from the inputs the
+//     stage has shown (the slope's own uncertainty), and
+//   - the same without the input term (the stage's typical value), which
+//     serves only within the input sizes the stage has shown.
 //
 // Each memory model's upper quantile is calibrated online: every
 // prediction's residual, recorded when its task finishes, joins the model's
@@ -131,19 +136,20 @@ type HeadstartOptions struct {
 // median plus the ⌈(n+1)q⌉-th residual, so first attempts fit with
 // probability at least q (split conformal prediction, for exchangeable
 // tasks); a per-stage working level adapts to misses (adaptive conformal
-// inference). Before that, and for runtime and rates, quantiles come from the
-// Student-t prediction interval of the regression, split above and below the
-// line, its variance pooled with all stages' residuals. Memory and rate
+// inference). Before that, beyond the inputs seen, and for runtime and
+// rates, quantiles come from the Student-t prediction interval of the
+// regression, split above and below the line, its variance pooled with the
+// prediction errors of all stages, each stage counting once. Memory and rate
 // models are scored by pinball loss at their quantile, runtime models by
 // absolute error, weighted towards each stage's recent tasks (a
 // rolling-origin backtest that runs as tasks finish). A user's memory
-// request caps the memory target. While a
-// stage has fewer than MinHistory tasks it is sized at its largest peak times
-// Margin; a stage never seen uses the Fallback.
+// request caps the memory target, and so does maxGrowth times the stage's
+// largest peak; a stage never seen uses the Fallback.
 type Headstart struct {
 	opts   HeadstartOptions
 	stages map[string]*stageHistory
 	pooled [numTargets]pooledVariance
+	slopes [numTargets]sharedSlope
 	seq    int64
 	tCache map[[2]float64]float64 // Student-t quantiles by (ν, q), a pure function's memo
 }
@@ -177,7 +183,32 @@ func (h *Headstart) evict() {
 			oldest = name
 		}
 	}
-	delete(h.stages, oldest)
+	h.drop(oldest)
+}
+
+// touch returns a stage's history, made if new, and marks it observed now.
+func (h *Headstart) touch(stage string) *stageHistory {
+	st := h.stages[stage]
+	if st == nil {
+		h.evict()
+		st = &stageHistory{}
+		h.stages[stage] = st
+	}
+	h.seq++
+	st.lastSeq = h.seq
+	return st
+}
+
+// drop forgets a stage and its share of the shared slopes.
+func (h *Headstart) drop(stage string) {
+	if st := h.stages[stage]; st != nil {
+		for r, c := range st.slope {
+			h.slopes[r].sum -= c.w * c.b
+			h.slopes[r].weight -= c.w
+			h.pooled[r].remove(st.errs[r].variances())
+		}
+	}
+	delete(h.stages, stage)
 }
 
 // The two models of each resource.
@@ -200,6 +231,11 @@ type stageHistory struct {
 	maxMem  float64
 	seen    [numTargets]bool // a rate was ever non-zero
 	lastSeq int64            // when it was last observed, in observations
+	// slope is the stage's share of Headstart.slopes: its fitted slope of
+	// each target and that slope's weight.
+	slope [numTargets]struct{ b, w float64 }
+	// errs are the stage's own prediction residuals, its share of Headstart.pooled.
+	errs [numTargets]pooledVariance
 }
 
 // NewHeadstart returns the Headstart sizer.
@@ -208,7 +244,7 @@ func NewHeadstart(opts HeadstartOptions) *Headstart {
 		opts.Quantile = 0.99
 	}
 	if opts.MinHistory <= 0 {
-		opts.MinHistory = 3
+		opts.MinHistory = 1
 	}
 	if opts.Margin <= 0 {
 		opts.Margin = 1.2
@@ -230,36 +266,87 @@ func (h *Headstart) Name() string { return "headstart" }
 
 func logx(x float64) float64 { return math.Log(math.Max(x, 1)) }
 
-// Slope limits and ridge penalty of the regression on log input size: memory
-// and runtime grow at most a little faster than the input, and a slope needs
-// input sizes that really vary (the penalty is in log units squared).
+// Slope limits of the regression on log input size: memory and runtime
+// grow at most a little faster than the input.
 const (
-	minSlope   = -0.5
-	maxSlope   = 2
-	slopeRidge = 1.0
+	minSlope = -0.5
+	maxSlope = 2
 )
 
-// fit returns the ridge-regularised least-squares line of ys on xs: the
-// slope shrinks towards 0 when xs barely vary, and is clamped to
-// [minSlope, maxSlope]. With slope false it fits the mean.
-func fit(xs, ys []float64, slope bool) (a, b float64) {
+// slopePriorSD is the prior standard deviation of a stage's slope around
+// the slope all stages share (see Headstart.sharedSlope), in log units: a
+// stage's own tasks outweigh it once their inputs vary by a factor of about
+// e^(σ/slopePriorSD), σ being the stage's residual spread.
+const slopePriorSD = 0.5
+
+// line is a stage's fitted log-linear model of one target, y ≈ a + b·x,
+// with what its prediction interval needs.
+type line struct {
+	a, b     float64
+	mx, sxx  float64 // mean and spread of x
+	n        float64
+	up, down float64 // residual semi-variances above and below the line, pooled with the prior
+	nu       float64 // degrees of freedom
+	varB     float64 // variance of the slope
+	w        float64 // how far the stage's own inputs determine the slope, in [0, 1)
+}
+
+// fitLine fits ys on xs. With slope, the slope is the posterior mean of a
+// Bayesian regression whose prior is prior0 ± slopePriorSD, clamped to
+// [minSlope, maxSlope]; without, the line is flat at the mean. Residual
+// semi-variances are pooled with prior, weighted as priorWeight observations.
+func fitLine(xs, ys []float64, slope bool, prior0 float64, prior pooledVariance) line {
 	n := float64(len(xs))
-	var mx, my float64
+	l := line{n: n}
+	var my float64
 	for i := range xs {
-		mx += xs[i]
+		l.mx += xs[i]
 		my += ys[i]
 	}
-	mx, my = mx/n, my/n
-	if !slope {
-		return my, 0
+	l.mx, my = l.mx/n, my/n
+	params := 1.0
+	if slope {
+		var sxy float64
+		for i := range xs {
+			l.sxx += (xs[i] - l.mx) * (xs[i] - l.mx)
+			sxy += (xs[i] - l.mx) * (ys[i] - my)
+		}
+		// Two passes: the prior's weight against the data is σ²/τ², and σ²
+		// comes from the residuals of the first pass.
+		s2 := (prior.get(true) + prior.get(false)) / 2
+		for pass := 0; pass < 2; pass++ {
+			lambda := s2 / (slopePriorSD * slopePriorSD)
+			l.b = math.Min(math.Max((sxy+lambda*prior0)/(l.sxx+lambda), minSlope), maxSlope)
+			l.varB = s2 / (l.sxx + lambda)
+			l.w = l.sxx / (l.sxx + lambda)
+			l.a = my - l.b*l.mx
+			var ss float64
+			for i := range xs {
+				d := ys[i] - (l.a + l.b*xs[i])
+				ss += d * d
+			}
+			s2 = (ss + priorWeight*s2) / (n + priorWeight)
+		}
+		params = 2
+	} else {
+		l.a = my
 	}
-	var sxx, sxy float64
+	// Split-normal: the upper quantiles take their spread from the residuals
+	// above the line and the lower ones from those below, so a few small
+	// outliers do not inflate the allocation.
+	var up, down float64
 	for i := range xs {
-		sxx += (xs[i] - mx) * (xs[i] - mx)
-		sxy += (xs[i] - mx) * (ys[i] - my)
+		d := ys[i] - (l.a + l.b*xs[i])
+		if d > 0 {
+			up += 2 * d * d
+		} else {
+			down += 2 * d * d
+		}
 	}
-	b = math.Min(math.Max(sxy/(sxx+slopeRidge), minSlope), maxSlope)
-	return my - b*mx, b
+	l.nu = math.Max(n-params, 0) + priorWeight
+	l.up = (up + priorWeight*prior.get(true)) / l.nu
+	l.down = (down + priorWeight*prior.get(false)) / l.nu
+	return l
 }
 
 // conformal returns the rank-⌈(n+1)q⌉ residual, or ok=false when there are too few.
@@ -281,9 +368,28 @@ const priorWeight = 2
 // factor of about e^0.5 ≈ 1.65 for one standard deviation.
 const priorVariance = 0.25
 
-// pooledVariance tracks the semi-variances of residuals across stages, above
-// and below the line, the prior for stages with little history.
+// pooledVariance tracks the semi-variances of residuals, above and below
+// the line: a stage's own (errs), or across stages, each stage's counting
+// once (Headstart.pooled), the prior for stages with little history. A
+// stage's tasks do not outweigh another's: a few large stages of steady
+// tasks would make every new stage look steady.
 type pooledVariance struct{ up, down, n float64 }
+
+// variances returns a stage's semi-variances as one observation of the pool.
+func (p pooledVariance) variances() pooledVariance {
+	if p.n == 0 {
+		return pooledVariance{}
+	}
+	return pooledVariance{p.up / p.n, p.down / p.n, 1}
+}
+
+func (p *pooledVariance) include(v pooledVariance) {
+	p.up, p.down, p.n = p.up+v.up, p.down+v.down, p.n+v.n
+}
+
+func (p *pooledVariance) remove(v pooledVariance) {
+	p.up, p.down, p.n = max(p.up-v.up, 0), max(p.down-v.down, 0), max(p.n-v.n, 0)
+}
 
 func (p *pooledVariance) add(r float64) {
 	if r > 0 {
@@ -294,61 +400,72 @@ func (p *pooledVariance) add(r float64) {
 	p.n++
 }
 
-func (p *pooledVariance) get(upper bool) float64 {
+func (p pooledVariance) get(upper bool) float64 {
 	if upper {
 		return (p.up + priorVariance) / (p.n + 1)
 	}
 	return (p.down + priorVariance) / (p.n + 1)
 }
 
-// prediction is one model's forecast of a log value.
+// prediction is one model's forecast of a log value at x.
 type prediction struct {
 	median float64
+	x      float64
+	l      line
 	st     *stageHistory
 	r, m   int
 	h      *Headstart
 }
 
 func (h *Headstart) predict(st *stageHistory, r, m int, x float64) prediction {
-	a, b := fit(st.x, st.y[r], m == withInput)
-	return prediction{median: a + b*x, st: st, r: r, m: m, h: h}
+	l := fitLine(st.x, st.y[r], m == withInput, h.slopes[r].get(), h.pooled[r])
+	return prediction{median: l.a + l.b*x, x: x, l: l, st: st, r: r, m: m, h: h}
 }
 
 // quantile returns the model's q-quantile of the log value and whether it is
-// conformal (else parametric).
+// conformal (else parametric). Conformal quantiles serve memory within the
+// range of input sizes the stage has shown; beyond it the parametric
+// interval, which widens with the distance from the inputs seen, does.
 func (p prediction) quantile(q float64) (float64, bool) {
-	if p.r == memoryRes {
+	if p.r == memoryRes && p.st.within(p.x) {
 		if c, ok := conformal(p.st.res[p.m], q); ok {
 			return p.median + c, true
 		}
 	}
-	ys := p.st.y[p.r]
-	n := float64(len(ys))
-	a, b := fit(p.st.x, ys, p.m == withInput)
-	// Split-normal: the upper quantiles take their spread from the residuals
-	// above the line and the lower ones from those below, so a few small
-	// outliers do not inflate the allocation.
-	upper := q >= 0.5
-	var ssr float64
-	for i, y := range ys {
-		d := y - (a + b*p.st.x[i])
-		if (d > 0) == upper {
-			ssr += 2 * d * d
-		}
+	l := p.l
+	s2 := l.down
+	if q >= 0.5 {
+		s2 = l.up
 	}
-	params := 1.0
-	if p.m == withInput {
-		params = 2
-	}
-	nu := math.Max(n-params, 0) + priorWeight
-	sd := math.Sqrt((ssr + priorWeight*p.h.pooled[p.r].get(upper)) / nu)
-	return p.median + p.h.studentT(nu, q)*sd*math.Sqrt(1+1/n), false
+	d := p.x - l.mx
+	sd := math.Sqrt(s2*(1+1/l.n) + d*d*l.varB)
+	return p.median + p.h.studentT(l.nu, q)*sd, false
 }
 
-// best returns the model of target r with the lower recent loss (the input
-// model on ties, and while neither has been scored).
-func (st *stageHistory) best(r int) int {
-	if st.scored[r][typical] && st.scored[r][withInput] && st.score[r][typical] < st.score[r][withInput] {
+// within reports whether x lies within the input sizes the stage has shown.
+func (st *stageHistory) within(x float64) bool {
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, v := range st.x {
+		lo, hi = math.Min(lo, v), math.Max(hi, v)
+	}
+	return x >= lo && x <= hi
+}
+
+// sharedSlope is the slope of one target on input size that stages share:
+// the mean of their fitted slopes, each weighted by how well its inputs
+// determine it, starting from 0.5 (a value growing as the square root of
+// its input) counted as one stage.
+type sharedSlope struct{ sum, weight float64 }
+
+func (s sharedSlope) get() float64 { return (0.5 + s.sum) / (1 + s.weight) }
+
+// best returns the model of target r to predict at x: the one with the
+// lower recent loss, except that only the input model predicts beyond the
+// input sizes the stage has shown (the typical value cannot follow an
+// input that grew), and the input model on ties and while neither has been
+// scored.
+func (st *stageHistory) best(r int, x float64) int {
+	if st.scored[r][typical] && st.scored[r][withInput] && st.score[r][typical] < st.score[r][withInput] && st.within(x) {
 		return typical
 	}
 	return withInput
@@ -392,8 +509,12 @@ func targetValues(u Usage) [numTargets]float64 {
 // Size implements Sizer.
 func (h *Headstart) Size(t Task) Sizing {
 	st := h.stages[t.Stage]
-	if st == nil {
+	if st == nil || len(st.x) == 0 {
 		m := h.opts.Fallback.Memory(t)
+		if st != nil && 2*st.maxMem > m {
+			// Only failures so far: search upwards as a retry would.
+			m = 2 * st.maxMem
+		}
 		return Sizing{Memory: Estimate{Target: m, Lower: 0, Upper: m}}
 	}
 	if len(st.x) < h.opts.MinHistory {
@@ -404,7 +525,7 @@ func (h *Headstart) Size(t Task) Sizing {
 	q := st.level(h.opts.Quantile)
 	var s Sizing
 
-	mem := h.predict(st, memoryRes, st.best(memoryRes), x)
+	mem := h.predict(st, memoryRes, st.best(memoryRes, x), x)
 	target, exact := mem.quantile(q)
 	s.Memory.Target = math.Exp(target)
 	s.Memory.Median = math.Exp(mem.median)
@@ -424,7 +545,7 @@ func (h *Headstart) Size(t Task) Sizing {
 		s.Memory.Target = limit
 	}
 
-	rt := h.predict(st, runtimeRes, st.best(runtimeRes), x)
+	rt := h.predict(st, runtimeRes, st.best(runtimeRes, x), x)
 	s.HasRuntime = true
 	s.Runtime.Target = math.Exp(rt.median)
 	s.Runtime.Median = s.Runtime.Target
@@ -438,7 +559,7 @@ func (h *Headstart) Size(t Task) Sizing {
 		if !st.seen[r] {
 			continue
 		}
-		p := h.predict(st, r, st.best(r), x)
+		p := h.predict(st, r, st.best(r, x), x)
 		tq, _ := p.quantile(h.opts.RateQuantile)
 		lo, _ := p.quantile(0.05)
 		hi, _ := p.quantile(0.95)
@@ -461,18 +582,11 @@ func (st *stageHistory) level(q float64) float64 {
 // residual joins the model's calibration set; then the task joins the history.
 func (h *Headstart) Observe(t Task, u Usage, _ time.Time) {
 	h.opts.Fallback.Observe(u)
-	st := h.stages[t.Stage]
-	if st == nil {
-		h.evict()
-		st = &stageHistory{}
-		h.stages[t.Stage] = st
-	}
-	h.seq++
-	st.lastSeq = h.seq
+	st := h.touch(t.Stage)
 	x := logx(t.InputBytes)
 	ys := targetValues(u)
 	if len(st.x) >= h.opts.MinHistory {
-		mem := h.predict(st, memoryRes, st.best(memoryRes), x)
+		mem := h.predict(st, memoryRes, st.best(memoryRes, x), x)
 		target, _ := mem.quantile(st.level(h.opts.Quantile))
 		miss := 0.0
 		if ys[memoryRes] > target {
@@ -502,7 +616,9 @@ func (h *Headstart) Observe(t Task, u Usage, _ time.Time) {
 					st.res[m] = appendWindow(st.res[m], ys[r]-p.median, h.opts.Window)
 				}
 				if m == withInput {
-					h.pooled[r].add(ys[r] - p.median)
+					h.pooled[r].remove(st.errs[r].variances())
+					st.errs[r].add(ys[r] - p.median)
+					h.pooled[r].include(st.errs[r].variances())
 				}
 			}
 		}
@@ -512,6 +628,13 @@ func (h *Headstart) Observe(t Task, u Usage, _ time.Time) {
 		st.y[r] = appendWindow(st.y[r], ys[r], h.opts.Window)
 	}
 	st.maxMem = math.Max(st.maxMem, u.PeakMemory)
+	for r := range ys {
+		l := fitLine(st.x, st.y[r], true, h.slopes[r].get(), h.pooled[r])
+		c := &st.slope[r]
+		h.slopes[r].sum += l.w*l.b - c.w*c.b
+		h.slopes[r].weight += l.w - c.w
+		c.b, c.w = l.b, l.w
+	}
 	for r := cpuRes; r < numTargets; r++ {
 		if u.Rates.Get(rateKinds[r]) > 0 {
 			st.seen[r] = true
@@ -520,11 +643,11 @@ func (h *Headstart) Observe(t Task, u Usage, _ time.Time) {
 }
 
 // ObserveFailure implements Sizer: an out-of-memory shows the stage needs
-// more than the allocation.
+// more than the allocation. Until one of its tasks finishes, the stage's
+// tasks get at least twice the largest allocation that failed.
 func (h *Headstart) ObserveFailure(t Task, allocated float64, _ time.Time) {
-	if st := h.stages[t.Stage]; st != nil {
-		st.maxMem = math.Max(st.maxMem, allocated)
-	}
+	st := h.touch(t.Stage)
+	st.maxMem = math.Max(st.maxMem, allocated)
 }
 
 func appendWindow(xs []float64, x float64, window int) []float64 {
@@ -537,4 +660,4 @@ func appendWindow(xs []float64, x float64, window int) []float64 {
 
 // Forget drops a stage's history, so it is refitted from the tasks that
 // come next (the feedback loop calls it when a stage's errors drift).
-func (h *Headstart) Forget(stage string) { delete(h.stages, stage) }
+func (h *Headstart) Forget(stage string) { h.drop(stage) }

@@ -155,20 +155,53 @@ func TestHeadstartFollowsInputSizeAndMeetsItsQuantile(t *testing.T) {
 	}
 }
 
-func TestHeadstartUsesMaxSeenWhileHistoryIsShortAndFallbackForNewStages(t *testing.T) {
+func TestHeadstartSizesFromTheFirstTaskAndFallsBackForNewStages(t *testing.T) {
 	h := NewHeadstart(HeadstartOptions{})
 	if got := h.Size(Task{Stage: "new", RequestMemory: 4e9}).Memory.Target; got != 4e9 {
 		t.Errorf("new stage = %v, want the request", got)
 	}
-	h.Observe(Task{Stage: "s"}, Usage{PeakMemory: 1e9}, t0)
-	if got := h.Size(Task{Stage: "s"}).Memory.Target; got != 1.2e9 {
-		t.Errorf("one task of history = %v, want 1.2 × its peak", got)
-	}
+	h.Observe(Task{Stage: "s", InputBytes: 1e8}, Usage{PeakMemory: 1e9}, t0)
+	same := h.Size(Task{Stage: "s", InputBytes: 1e8}).Memory
+	// One task says little about the spread: above its peak, at most maxGrowth times it.
+	within(t, "one task of history, same input", same.Target, 1.1e9, 4e9)
+	within(t, "its median", same.Median, 0.99e9, 1.01e9)
+	// With no slope of its own yet, the stage grows with its input as the
+	// shared prior says: as the square root.
+	larger := h.Size(Task{Stage: "s", InputBytes: 4e8}).Memory
+	within(t, "median at four times the input", larger.Median, 1.9e9, 2.1e9)
 	// A request caps the target: the task could not have used more.
 	for i := 0; i < 5; i++ {
-		h.Observe(Task{Stage: "s"}, Usage{PeakMemory: 1e9 * float64(1+i)}, t0)
+		h.Observe(Task{Stage: "s", InputBytes: 1e8}, Usage{PeakMemory: 1e9 * float64(1+i)}, t0)
 	}
-	if got := h.Size(Task{Stage: "s", RequestMemory: 2e9}).Memory.Target; got != 2e9 {
+	if got := h.Size(Task{Stage: "s", InputBytes: 1e8, RequestMemory: 2e9}).Memory.Target; got != 2e9 {
 		t.Errorf("target = %v, want capped at the 2e9 request", got)
+	}
+}
+
+// TestHeadstartFollowsAnInputLargerThanItHasSeen: a stage whose memory is a
+// fifth of its input has shown inputs of 1 to 2 GB; tasks with 3 to 6 GB come
+// next. Sizing them at what the stage used so far would fail every one; the
+// regression, its interval widening with the distance from the inputs seen,
+// fits them all.
+func TestHeadstartFollowsAnInputLargerThanItHasSeen(t *testing.T) {
+	h := NewHeadstart(HeadstartOptions{})
+	rng := rand.New(rand.NewPCG(3, 1))
+	task := func(in float64) (Task, Usage) {
+		return Task{Stage: "s", InputBytes: in}, Usage{PeakMemory: 0.2 * in * math.Exp(0.03*rng.NormFloat64())}
+	}
+	for i := 0; i < 6; i++ {
+		tk, u := task(1e9 + float64(i)*0.2e9)
+		h.Observe(tk, u, t0)
+	}
+	for _, in := range []float64{3e9, 4e9, 5e9, 6e9} {
+		tk, u := task(in)
+		s := h.Size(tk)
+		if s.Memory.Target < u.PeakMemory {
+			t.Errorf("input %.0f GB: target %.3g, used %.3g", in/1e9, s.Memory.Target, u.PeakMemory)
+		}
+		// Six tasks leave the slope uncertain, so the margin is wide, but bounded.
+		if s.Memory.Target > 3*u.PeakMemory {
+			t.Errorf("input %.0f GB: target %.3g is more than three times the %.3g used", in/1e9, s.Memory.Target, u.PeakMemory)
+		}
 	}
 }

@@ -30,11 +30,14 @@ func sizers() []forecasting.Sizer {
 
 // traceResult is one trace's replay, as printed with --json.
 type traceResult struct {
-	Trace   string                     `json:"trace"`
-	Format  string                     `json:"format"`
-	Tasks   int                        `json:"tasks"`
-	Skipped int                        `json:"skipped"`
-	Methods []forecasting.MethodReport `json:"methods"`
+	Trace   string `json:"trace"`
+	Format  string `json:"format"`
+	Tasks   int    `json:"tasks"`
+	Skipped int    `json:"skipped"`
+	// ColdShare is the share of used GB·h in tasks submitted before their
+	// stage's first task finished (see forecasting.ColdShare).
+	ColdShare float64                    `json:"cold_share"`
+	Methods   []forecasting.MethodReport `json:"methods"`
 }
 
 func runReplay(args []string, stdout, stderr io.Writer) int {
@@ -79,7 +82,8 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 			Progress: progress.update(tr.Name),
 		})
 		progress.done()
-		results = append(results, traceResult{Trace: tr.Name, Format: tr.Format, Tasks: len(tr.Tasks), Skipped: tr.Skipped, Methods: reports})
+		results = append(results, traceResult{Trace: tr.Name, Format: tr.Format, Tasks: len(tr.Tasks), Skipped: tr.Skipped,
+			ColdShare: forecasting.ColdShare(tr.Tasks), Methods: reports})
 		if *plotDir != "" {
 			if err := writePlots(*plotDir, &tracePlotInput{name: tr.Name, tasks: tr.Tasks, quant: *quantile, reports: reports}); err != nil {
 				fmt.Fprintln(stderr, "headstart replay: plot:", err)
@@ -158,7 +162,7 @@ func printTables(w io.Writer, results []traceResult) {
 		if r.Skipped > 0 {
 			fmt.Fprintf(w, ", %d without memory figures left out", r.Skipped)
 		}
-		fmt.Fprintln(w)
+		fmt.Fprintf(w, "; %s%% of GB·h in tasks submitted before their stage's first task finished\n", pct(r.ColdShare))
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "method\tMAQ %\tunder %\twasted GB·h\tpinball GB\tcover90 %\truntime MdAPE %\tretries\t")
 		for _, m := range r.Methods {
