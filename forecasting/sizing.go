@@ -306,10 +306,12 @@ func fitLine(xs, ys []float64, slope bool, prior0 float64, prior pooledVariance)
 	l.mx, my = l.mx/n, my/n
 	params := 1.0
 	if slope {
-		var sxy float64
+		var sxy, syy float64
 		for i := range xs {
-			l.sxx += (xs[i] - l.mx) * (xs[i] - l.mx)
-			sxy += (xs[i] - l.mx) * (ys[i] - my)
+			dx, dy := xs[i]-l.mx, ys[i]-my
+			l.sxx += dx * dx
+			sxy += dx * dy
+			syy += dy * dy
 		}
 		// Two passes: the prior's weight against the data is σ²/τ², and σ²
 		// comes from the residuals of the first pass.
@@ -319,14 +321,10 @@ func fitLine(xs, ys []float64, slope bool, prior0 float64, prior pooledVariance)
 			l.b = math.Min(math.Max((sxy+lambda*prior0)/(l.sxx+lambda), minSlope), maxSlope)
 			l.varB = s2 / (l.sxx + lambda)
 			l.w = l.sxx / (l.sxx + lambda)
-			l.a = my - l.b*l.mx
-			var ss float64
-			for i := range xs {
-				d := ys[i] - (l.a + l.b*xs[i])
-				ss += d * d
-			}
+			ss := math.Max(syy-2*l.b*sxy+l.b*l.b*l.sxx, 0) // Σ residual²
 			s2 = (ss + priorWeight*s2) / (n + priorWeight)
 		}
+		l.a = my - l.b*l.mx
 		params = 2
 	} else {
 		l.a = my
@@ -444,11 +442,14 @@ func (p prediction) quantile(q float64) (float64, bool) {
 
 // within reports whether x lies within the input sizes the stage has shown.
 func (st *stageHistory) within(x float64) bool {
-	lo, hi := math.Inf(1), math.Inf(-1)
+	var below, above bool
 	for _, v := range st.x {
-		lo, hi = math.Min(lo, v), math.Max(hi, v)
+		below, above = below || v <= x, above || v >= x
+		if below && above {
+			return true
+		}
 	}
-	return x >= lo && x <= hi
+	return false
 }
 
 // sharedSlope is the slope of one target on input size that stages share:
@@ -619,6 +620,12 @@ func (h *Headstart) Observe(t Task, u Usage, _ time.Time) {
 					h.pooled[r].remove(st.errs[r].variances())
 					st.errs[r].add(ys[r] - p.median)
 					h.pooled[r].include(st.errs[r].variances())
+					// The stage's share of the shared slope, as fitted
+					// before this task (one fit fewer per task).
+					c := &st.slope[r]
+					h.slopes[r].sum += p.l.w*p.l.b - c.w*c.b
+					h.slopes[r].weight += p.l.w - c.w
+					c.b, c.w = p.l.b, p.l.w
 				}
 			}
 		}
@@ -628,13 +635,6 @@ func (h *Headstart) Observe(t Task, u Usage, _ time.Time) {
 		st.y[r] = appendWindow(st.y[r], ys[r], h.opts.Window)
 	}
 	st.maxMem = math.Max(st.maxMem, u.PeakMemory)
-	for r := range ys {
-		l := fitLine(st.x, st.y[r], true, h.slopes[r].get(), h.pooled[r])
-		c := &st.slope[r]
-		h.slopes[r].sum += l.w*l.b - c.w*c.b
-		h.slopes[r].weight += l.w - c.w
-		c.b, c.w = l.b, l.w
-	}
 	for r := cpuRes; r < numTargets; r++ {
 		if u.Rates.Get(rateKinds[r]) > 0 {
 			st.seen[r] = true
