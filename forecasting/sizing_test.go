@@ -96,7 +96,15 @@ func TestMaxSeenAndRequest(t *testing.T) {
 	if got := r.Size(task).Memory.Target; got != 8e9 {
 		t.Errorf("request = %v, want 8e9", got)
 	}
-	// Without a request, the fallback is the largest peak seen anywhere × 1.2.
+	// Without a request, the fallback is the largest peak seen anywhere ×
+	// 1.2, but never below the 2 GiB default.
+	if got := r.Size(Task{Stage: "other"}).Memory.Target; got != 2<<30 {
+		t.Errorf("fallback before any peak = %v, want 2 GiB", got)
+	}
+	r.Observe(task, Usage{PeakMemory: 10e6}, t0)
+	if got := r.Size(Task{Stage: "other"}).Memory.Target; got != 2<<30 {
+		t.Errorf("fallback after a 10 MB peak = %v, want 2 GiB", got)
+	}
 	r.Observe(task, Usage{PeakMemory: 5e9}, t0)
 	if got := r.Size(Task{Stage: "other"}).Memory.Target; got != 6e9 {
 		t.Errorf("fallback = %v, want 6e9", got)
@@ -203,5 +211,29 @@ func TestHeadstartFollowsAnInputLargerThanItHasSeen(t *testing.T) {
 		if s.Memory.Target > 3*u.PeakMemory {
 			t.Errorf("input %.0f GB: target %.3g is more than three times the %.3g used", in/1e9, s.Memory.Target, u.PeakMemory)
 		}
+	}
+}
+
+// TestHeadstartSearchesUpwardsWhileAStageOnlyFails: a new stage whose first
+// tasks ran out of memory at 2 GiB gets 4 GiB next, then 8 GiB.
+func TestHeadstartSearchesUpwardsWhileAStageOnlyFails(t *testing.T) {
+	h := NewHeadstart(HeadstartOptions{})
+	task := Task{Stage: "big"}
+	first := h.Size(task).Memory.Target
+	if first != 2<<30 {
+		t.Fatalf("first guess = %v, want the 2 GiB default", first)
+	}
+	h.ObserveFailure(task, first, t0)
+	if got := h.Size(task).Memory.Target; got != 2*first {
+		t.Errorf("after a failure at %v: %v, want twice it", first, got)
+	}
+	h.ObserveFailure(task, 2*first, t0)
+	if got := h.Size(task).Memory.Target; got != 4*first {
+		t.Errorf("after a failure at %v: %v, want twice it", 2*first, got)
+	}
+	// Once a task finishes, the stage's own history sizes it.
+	h.Observe(task, Usage{PeakMemory: 5e9}, t0)
+	if got := h.Size(task).Memory.Target; got < 5e9 || got > 4*8e9 {
+		t.Errorf("after a 5 GB peak: %v", got)
 	}
 }
