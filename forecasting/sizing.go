@@ -199,7 +199,7 @@ func (h *Headstart) touch(stage string) *stageHistory {
 	return st
 }
 
-// drop forgets a stage and its share of the shared slopes.
+// drop forgets a stage and its shares of the shared slopes and spreads.
 func (h *Headstart) drop(stage string) {
 	if st := h.stages[stage]; st != nil {
 		for r, c := range st.slope {
@@ -274,7 +274,7 @@ const (
 )
 
 // slopePriorSD is the prior standard deviation of a stage's slope around
-// the slope all stages share (see Headstart.sharedSlope), in log units: a
+// the slope all stages share (see sharedSlope), in log units: a
 // stage's own tasks outweigh it once their inputs vary by a factor of about
 // e^(σ/slopePriorSD), σ being the stage's residual spread.
 const slopePriorSD = 0.5
