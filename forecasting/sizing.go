@@ -620,8 +620,8 @@ func (h *Headstart) Observe(t Task, u Usage, _ time.Time) {
 					h.pooled[r].remove(st.errs[r].variances())
 					st.errs[r].add(ys[r] - p.median)
 					h.pooled[r].include(st.errs[r].variances())
-					// The stage's share of the shared slope, as fitted
-					// before this task (one fit fewer per task).
+					// The stage's share of the shared slope: the fit just
+					// scored, which has not seen this task yet.
 					c := &st.slope[r]
 					h.slopes[r].sum += p.l.w*p.l.b - c.w*c.b
 					h.slopes[r].weight += p.l.w - c.w
