@@ -42,6 +42,12 @@ type stageState struct {
 	// which are summed again on restore.
 	Errs  [numTargets]pooledState
 	Slope [numTargets][2]float64
+	// First is the stage's first finished peak (see firstPeak). Added
+	// within version 2: a checkpoint without it restores, and the stage's
+	// next finished task stands in.
+	First        float64
+	FirstRequest bool
+	FirstSet     bool
 }
 
 func to32(xs []float64) []float32 {
@@ -85,6 +91,7 @@ func (h *Headstart) Checkpoint() ([]byte, error) {
 			ss.Errs[r] = pooledState{st.errs[r].up, st.errs[r].down, st.errs[r].n}
 			ss.Slope[r] = [2]float64{st.slope[r].b, st.slope[r].w}
 		}
+		ss.First, ss.FirstRequest, ss.FirstSet = st.first.v, st.first.request, st.first.set
 		s.Stages = append(s.Stages, ss)
 	}
 	var buf bytes.Buffer
@@ -139,6 +146,7 @@ func RestoreHeadstart(b []byte) (*Headstart, error) {
 			h.slopes[r].sum += st.slope[r].w * st.slope[r].b
 			h.slopes[r].weight += st.slope[r].w
 		}
+		st.first = firstPeak{v: ss.First, request: ss.FirstRequest, set: ss.FirstSet}
 		h.stages[name] = st
 	}
 	return h, nil

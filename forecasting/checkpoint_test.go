@@ -13,11 +13,7 @@ func TestHeadstartCheckpointRestoresPredictions(t *testing.T) {
 	for i := range ts {
 		h.Observe(ts[i], us[i], t0)
 	}
-	b, err := h.Checkpoint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := RestoreHeadstart(b)
+	r, err := restore(h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,9 +24,27 @@ func TestHeadstartCheckpointRestoresPredictions(t *testing.T) {
 			t.Errorf("input %g: original %+v, restored %+v", in, a.Memory, c.Memory)
 		}
 	}
+	// What unseen stages expect is kept too.
+	for i := 0; i < 20; i++ {
+		h.Observe(Task{Stage: fmt.Sprint("other", i), RequestMemory: 1e9}, Usage{PeakMemory: float64(i+1) * 40e6}, t0)
+	}
+	if r, err = restore(h); err != nil {
+		t.Fatal(err)
+	}
+	if a, c := h.Size(Task{Stage: "new", RequestMemory: 1e9}), r.Size(Task{Stage: "new", RequestMemory: 1e9}); a.Memory != c.Memory || a.Memory.Upper == a.Memory.Target {
+		t.Errorf("unseen stage: original %+v, restored %+v", a.Memory, c.Memory)
+	}
 	if _, err := RestoreHeadstart([]byte("not a checkpoint")); !errors.Is(err, ErrCheckpoint) {
 		t.Errorf("garbage: %v, want ErrCheckpoint", err)
 	}
+}
+
+func restore(h *Headstart) (*Headstart, error) {
+	b, err := h.Checkpoint()
+	if err != nil {
+		return nil, err
+	}
+	return RestoreHeadstart(b)
 }
 
 // TestHeadstartCheckpointIsBounded: with full windows, a kept stage costs a

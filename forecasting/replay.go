@@ -54,6 +54,7 @@ type MethodReport struct {
 type ReplayPoint struct {
 	Stage            string
 	Predicted, Used  float64 // bytes
+	Lower, Upper     float64 // bytes: the method's interval
 	RuntimeHours     float64
 	PredictedRuntime float64 // seconds; 0 when not predicted
 	ActualRuntime    float64 // seconds
@@ -108,7 +109,7 @@ func Replay(tasks []TraceTask, methods []Sizer, opts ReplayOptions) []MethodRepo
 			if s.HasRuntime && s.Runtime.Target > 0 && t.Runtime > 0 {
 				apes = append(apes, math.Abs(s.Runtime.Target-t.Runtime.Seconds())/t.Runtime.Seconds())
 			}
-			pt := ReplayPoint{Stage: t.Stage, Predicted: pred, Used: used, RuntimeHours: hours, ActualRuntime: t.Runtime.Seconds()}
+			pt := ReplayPoint{Stage: t.Stage, Predicted: pred, Used: used, Lower: s.Memory.Lower, Upper: s.Memory.Upper, RuntimeHours: hours, ActualRuntime: t.Runtime.Seconds()}
 			if s.HasRuntime {
 				pt.PredictedRuntime = s.Runtime.Target
 			}

@@ -144,7 +144,9 @@ type HeadstartOptions struct {
 // absolute error, weighted towards each stage's recent tasks (a
 // rolling-origin backtest that runs as tasks finish). A user's memory
 // request caps the memory target, and so does maxGrowth times the stage's
-// largest peak; a stage never seen uses the Fallback.
+// largest peak. A stage that has not finished a task is allocated the
+// Fallback, and its interval is that of the stages seen so far, each by its
+// first peak relative to its request.
 type Headstart struct {
 	opts   HeadstartOptions
 	stages map[string]*stageHistory
@@ -236,6 +238,16 @@ type stageHistory struct {
 	slope [numTargets]struct{ b, w float64 }
 	// errs are the stage's own prediction residuals, its share of Headstart.pooled.
 	errs [numTargets]pooledVariance
+	// first is the log of the stage's first finished peak, relative to its
+	// request if it had one: the stage's share of what unseen stages expect.
+	first firstPeak
+}
+
+// firstPeak is a stage's first finished peak, as log(peak/request) when the
+// task had a request, else log(peak).
+type firstPeak struct {
+	v            float64
+	request, set bool
 }
 
 // NewHeadstart returns the Headstart sizer.
@@ -516,7 +528,14 @@ func (h *Headstart) Size(t Task) Sizing {
 			// Only failures so far: search upwards as a retry would.
 			m = 2 * st.maxMem
 		}
-		return Sizing{Memory: Estimate{Target: m, Lower: 0, Upper: m}}
+		s := Sizing{Memory: h.unseen(t, m)}
+		if st != nil {
+			// A failure shows the stage needs more than its allocation.
+			s.Memory.Lower = math.Max(s.Memory.Lower, st.maxMem)
+			s.Memory.Upper = math.Max(s.Memory.Upper, s.Memory.Lower)
+		}
+		s.Resources[resources.Memory] = s.Memory
+		return s
 	}
 	if len(st.x) < h.opts.MinHistory {
 		maxed := math.Max(st.maxMem, targetFloor[memoryRes]) * h.opts.Margin
@@ -570,6 +589,42 @@ func (h *Headstart) Size(t Task) Sizing {
 	return s
 }
 
+// unseen estimates the memory of a task whose stage has not finished a
+// task: the allocation m (the Fallback's), and a 90% interval from the
+// stages seen so far, each counting once by its first finished task: the
+// 5th and 95th percentiles of their peaks, relative to their requests when
+// this task has one (split conformal ranks, so the interval covers a new
+// stage's task with probability at least 90% for exchangeable stages).
+// While too few stages are known for a rank, that side of the interval is
+// open: 0 below, m above. Confidence is the share of those stages whose
+// first task fitted in m, at the same ranks.
+func (h *Headstart) unseen(t Task, m float64) Estimate {
+	withRequest := t.RequestMemory > 0
+	var firsts []float64
+	//workflowcheck:ignore collected, then sorted
+	for _, st := range h.stages {
+		if st.first.set && st.first.request == withRequest {
+			firsts = append(firsts, st.first.v)
+		}
+	}
+	sort.Float64s(firsts)
+	ref := 1.0
+	if withRequest {
+		ref = t.RequestMemory
+	}
+	e := Estimate{Target: m, Upper: m}
+	n := len(firsts)
+	if k := int(math.Floor(0.05 * float64(n+1))); k >= 1 {
+		e.Lower = ref * math.Exp(firsts[k-1])
+	}
+	if k := int(math.Ceil(0.95 * float64(n+1))); k <= n {
+		e.Upper = ref * math.Exp(firsts[k-1])
+	}
+	fits := sort.SearchFloat64s(firsts, math.Nextafter(math.Log(m/ref), math.Inf(1)))
+	e.Confidence = float64(fits) / float64(n+1)
+	return e
+}
+
 // aciRate is the step of adaptive conformal inference (Gibbs and Candès, 2021).
 const aciRate = 0.005
 
@@ -584,6 +639,12 @@ func (st *stageHistory) level(q float64) float64 {
 func (h *Headstart) Observe(t Task, u Usage, _ time.Time) {
 	h.opts.Fallback.Observe(u)
 	st := h.touch(t.Stage)
+	if !st.first.set {
+		st.first = firstPeak{v: math.Log(math.Max(u.PeakMemory, targetFloor[memoryRes])), request: t.RequestMemory > 0, set: true}
+		if st.first.request {
+			st.first.v -= math.Log(t.RequestMemory)
+		}
+	}
 	x := logx(t.InputBytes)
 	ys := targetValues(u)
 	if len(st.x) >= h.opts.MinHistory {

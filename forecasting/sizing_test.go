@@ -1,6 +1,7 @@
 package forecasting
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -224,8 +225,8 @@ func TestHeadstartSearchesUpwardsWhileAStageOnlyFails(t *testing.T) {
 		t.Fatalf("first guess = %v, want the 2 GiB default", first)
 	}
 	h.ObserveFailure(task, first, t0)
-	if got := h.Size(task).Memory.Target; got != 2*first {
-		t.Errorf("after a failure at %v: %v, want twice it", first, got)
+	if got := h.Size(task).Memory; got.Target != 2*first || got.Lower != first {
+		t.Errorf("after a failure at %v: %+v, want twice it, and the failed allocation as the lower bound", first, got)
 	}
 	h.ObserveFailure(task, 2*first, t0)
 	if got := h.Size(task).Memory.Target; got != 4*first {
@@ -236,4 +237,59 @@ func TestHeadstartSearchesUpwardsWhileAStageOnlyFails(t *testing.T) {
 	if got := h.Size(task).Memory.Target; got < 5e9 || got > 4*8e9 {
 		t.Errorf("after a 5 GB peak: %v", got)
 	}
+}
+
+// TestHeadstartGivesUnseenStagesTheIntervalOfStagesSeen: a stage that has
+// not finished a task is allocated its request, and its 90% interval is
+// that of the stages seen, each by its first peak relative to its request.
+func TestHeadstartGivesUnseenStagesTheIntervalOfStagesSeen(t *testing.T) {
+	h := NewHeadstart(HeadstartOptions{})
+	unseen := Task{Stage: "new", RequestMemory: 4e9}
+	// Too few stages for the 5% and 95% ranks: the interval is open.
+	for i := 0; i < 5; i++ {
+		h.Observe(Task{Stage: fmt.Sprint("seen", i), RequestMemory: 10e9}, Usage{PeakMemory: float64(i+1) * 0.5e9}, t0)
+	}
+	if got := h.Size(unseen).Memory; got.Target != 4e9 || got.Lower != 0 || got.Upper != 4e9 {
+		t.Errorf("with 5 stages seen: %+v, want [0, 4e9] around the 4e9 request", got)
+	}
+	// Nineteen stages used 5%, 10%, …, 95% of their requests: the interval
+	// runs from the lowest share to the highest, of this task's request.
+	for i := 5; i < 19; i++ {
+		h.Observe(Task{Stage: fmt.Sprint("seen", i), RequestMemory: 10e9}, Usage{PeakMemory: float64(i+1) * 0.5e9}, t0)
+	}
+	// Later tasks of a stage do not count again.
+	h.Observe(Task{Stage: "seen0", RequestMemory: 10e9}, Usage{PeakMemory: 9.9e9}, t0)
+	got := h.Size(unseen)
+	within(t, "lower", got.Memory.Lower, 0.2e9*0.999, 0.2e9*1.001)
+	within(t, "upper", got.Memory.Upper, 3.8e9*0.999, 3.8e9*1.001)
+	within(t, "confidence that the request fits", got.Memory.Confidence, 0.95-1e-9, 0.95+1e-9)
+	if got.Memory.Target != 4e9 || got.Resources[resources.Memory] != got.Memory {
+		t.Errorf("target %v, want the request, and Resources[Memory] = Memory", got.Memory.Target)
+	}
+	// Without a request, only stages seen without one count, by their peaks.
+	if got := h.Size(Task{Stage: "new"}).Memory; got.Lower != 0 || got.Upper != got.Target {
+		t.Errorf("no stage seen without a request: %+v, want an open interval", got)
+	}
+}
+
+// TestHeadstartUnseenStageIntervalCovers90Percent: stages whose peaks are
+// log-normal shares of their requests; each new stage's first task falls in
+// the interval the stages before it give about 90% of the time.
+func TestHeadstartUnseenStageIntervalCovers90Percent(t *testing.T) {
+	h := NewHeadstart(HeadstartOptions{})
+	rng := rand.New(rand.NewPCG(11, 1))
+	covered, n := 0, 0
+	for i := 0; i < 1000; i++ {
+		task := Task{Stage: fmt.Sprint("s", i), RequestMemory: 8e9}
+		u := Usage{PeakMemory: 8e9 * math.Min(math.Exp(-1.5+0.8*rng.NormFloat64()), 1)}
+		if i >= 19 {
+			e := h.Size(task).Memory
+			if u.PeakMemory >= e.Lower && u.PeakMemory <= e.Upper {
+				covered++
+			}
+			n++
+		}
+		h.Observe(task, u, t0)
+	}
+	within(t, "coverage", float64(covered)/float64(n), 0.87, 0.93)
 }
