@@ -596,8 +596,9 @@ func (h *Headstart) Size(t Task) Sizing {
 // this task has one (split conformal ranks, so the interval covers a new
 // stage's task with probability at least 90% for exchangeable stages).
 // While too few stages are known for a rank, that side of the interval is
-// open: 0 below, m above. Confidence is the share of those stages whose
-// first task fitted in m, at the same ranks.
+// open: 0 below, m above. Confidence is how many of those stages' first
+// tasks would have fitted in m, out of n+1 (a conformal rank, 0 while none
+// is known).
 func (h *Headstart) unseen(t Task, m float64) Estimate {
 	withRequest := t.RequestMemory > 0
 	var firsts []float64
