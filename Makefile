@@ -100,7 +100,7 @@ FORECAST_TRACES ?= ../shared/data/nextflow-traces \
 	../shared/data/wfcommons/pegasus/montage/montage-chameleon-2mass-005d-001.json
 
 .PHONY: bench-forecast
-bench-forecast: ## replay real traces: Headstart vs VPA, Autopilot, request and max-seen (plots in .run/plots)
+bench-forecast: ## replay real traces: Headstart vs VPA, Autopilot, request, max-seen and hindsight (plots in .run/plots)
 	$(GO) run ./cmd/headstart replay --plot .run/plots $(FORECAST_TRACES)
 
 .PHONY: bench-e2e

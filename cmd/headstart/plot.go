@@ -58,11 +58,11 @@ func tradeoffPlot(path string, tr *tracePlotInput) error {
 	p.X.Label.Text = "first-attempt under-prediction (%)"
 	p.Y.Label.Text = "wasted GB·h (over-allocation + failed attempts)"
 	var lines []any
-	for mi := range sizersWith(tr.quant) {
+	for mi := range sizersWith(tr.quant, tr.tasks) {
 		var pts plotter.XYs
 		var name string
 		for _, m := range margins {
-			s := sizersWith(tr.quant)[mi]
+			s := sizersWith(tr.quant, tr.tasks)[mi]
 			name = s.Name()
 			r := forecasting.Replay(tr.tasks, []forecasting.Sizer{scaled{s, m}}, forecasting.ReplayOptions{Quantile: tr.quant})[0]
 			pts = append(pts, plotter.XY{X: 100 * r.Under, Y: r.WastedGBh})

@@ -17,16 +17,27 @@ import (
 	"github.com/headstart-dev/headstart/internal/traces"
 )
 
-// sizers returns the methods a replay compares, Headstart first.
-func sizers() []forecasting.Sizer {
+// sizersWith returns the methods a replay of tasks compares, Headstart
+// (at quantile q) first, and the two hindsight references last.
+func sizersWith(q float64, tasks []forecasting.TraceTask) []forecasting.Sizer {
 	return []forecasting.Sizer{
-		forecasting.NewHeadstart(forecasting.HeadstartOptions{}),
+		forecasting.NewHeadstart(forecasting.HeadstartOptions{Quantile: q}),
 		&forecasting.VPA{},
 		&forecasting.Autopilot{},
 		&forecasting.Request{},
 		&forecasting.MaxSeen{},
+		forecasting.NewHindsight(tasks, false),
+		forecasting.NewHindsight(tasks, true),
 	}
 }
+
+// hindsightLegend explains the references at the end of the tables.
+const hindsightLegend = `hindsight and hindsight-warm are references, not methods: each stage is
+sized knowing all its tasks, future ones included (the cheaper of its largest
+peak and a log-log line on input size raised to fit every task).
+hindsight-warm gives tasks submitted before their stage's first task finished
+the request (or the fallback where there is none), as any method that learns
+a stage from its own tasks must.`
 
 // traceResult is one trace's replay, as printed with --json.
 type traceResult struct {
@@ -50,7 +61,7 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: headstart replay [--json] [--plot DIR] [--quantile Q] TRACE|DIR ...")
 		fmt.Fprintln(stderr, "\nReplays recorded executions (Nextflow trace CSV, WfCommons JSON) online and")
 		fmt.Fprintln(stderr, "compares how Headstart, the VPA recommender, Autopilot, the user's request and")
-		fmt.Fprintln(stderr, "max-seen size each task's memory.")
+		fmt.Fprintln(stderr, "max-seen size each task's memory, against per-stage sizing in hindsight.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -77,7 +88,7 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "headstart replay:", err)
 			return 1
 		}
-		reports := forecasting.Replay(tr.Tasks, sizersWith(*quantile), forecasting.ReplayOptions{
+		reports := forecasting.Replay(tr.Tasks, sizersWith(*quantile, tr.Tasks), forecasting.ReplayOptions{
 			Quantile: *quantile,
 			Progress: progress.update(tr.Name),
 		})
@@ -109,12 +120,6 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, summaryLine(r))
 	}
 	return 0
-}
-
-func sizersWith(q float64) []forecasting.Sizer {
-	s := sizers()
-	s[0] = forecasting.NewHeadstart(forecasting.HeadstartOptions{Quantile: q})
-	return s
 }
 
 // expand turns folders into the trace files inside them (*.csv, *.txt, *.json), sorted.
@@ -170,7 +175,7 @@ func printTables(w io.Writer, results []traceResult) {
 		}
 		tw.Flush()
 	}
-	fmt.Fprintln(w)
+	fmt.Fprintf(w, "\n%s\n\n", hindsightLegend)
 }
 
 // summaryLine is the closing line for one trace.

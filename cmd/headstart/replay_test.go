@@ -38,7 +38,7 @@ func TestReplayEndsWithOneLinePerTrace(t *testing.T) {
 			t.Errorf("closing line %d = %q, want the form for %s", i, last[i], want)
 		}
 	}
-	for _, method := range []string{"headstart", "vpa", "autopilot", "request", "maxseen"} {
+	for _, method := range []string{"headstart", "vpa", "autopilot", "request", "maxseen", "hindsight", "hindsight-warm"} {
 		if !strings.Contains(out.String(), method) {
 			t.Errorf("table lacks %s", method)
 		}
@@ -63,7 +63,7 @@ func TestReplayJSONAndPlots(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &results); err != nil {
 		t.Fatalf("--json output does not parse: %v\n%s", err, out.String())
 	}
-	if len(results) != 1 || results[0].Tasks != 22 || len(results[0].Methods) != 5 {
+	if len(results) != 1 || results[0].Tasks != 22 || len(results[0].Methods) != 7 {
 		t.Fatalf("results = %+v", results)
 	}
 	for _, f := range []string{"srasearch-chameleon-10a-001-tradeoff.png", "srasearch-chameleon-10a-001-stages.png"} {
