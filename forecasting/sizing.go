@@ -27,7 +27,9 @@ type Task struct {
 // Usage is what a finished task used.
 type Usage struct {
 	PeakMemory float64 // bytes
-	Runtime    time.Duration
+	// Runtime is 0 when not measured: traces that record whole seconds
+	// round shorter tasks down to it, and no task runs in no time.
+	Runtime time.Duration
 	// Rates are its average CPU cores and disk and network bytes per second
 	// over its runtime (zero where not measured).
 	Rates resources.Vector
@@ -428,8 +430,33 @@ type prediction struct {
 }
 
 func (h *Headstart) predict(st *stageHistory, r, m int, x float64) prediction {
-	l := fitLine(st.x, st.y[r], m == withInput, h.slopes[r].get(), h.pooled[r])
+	xs, ys := st.known(r)
+	l := fitLine(xs, ys, m == withInput, h.slopes[r].get(), h.pooled[r])
 	return prediction{median: l.a + l.b*x, x: x, l: l, st: st, r: r, m: m, h: h}
+}
+
+// known returns the stage's inputs and values of target r where the value
+// was measured (a runtime of 0 was not; see Usage).
+func (st *stageHistory) known(r int) (xs, ys []float64) {
+	if r != runtimeRes {
+		return st.x, st.y[r]
+	}
+	for i, y := range st.y[r] {
+		if !math.IsNaN(y) {
+			xs, ys = append(xs, st.x[i]), append(ys, y)
+		}
+	}
+	return xs, ys
+}
+
+// measured reports whether the stage has a measured value of target r.
+func (st *stageHistory) measured(r int) bool {
+	for _, y := range st.y[r] {
+		if !math.IsNaN(y) {
+			return true
+		}
+	}
+	return false
 }
 
 // quantile returns the model's q-quantile of the log value and whether it is
@@ -511,10 +538,15 @@ const maxGrowth = 4
 // rateKinds are the rate targets' resource kinds, from cpuRes on.
 var rateKinds = [numTargets]resources.Kind{cpuRes: resources.CPU, diskRes: resources.DiskBytes, netRes: resources.NetBytes}
 
+// targetValues returns the log of each target a task used, NaN for a
+// runtime that was not measured.
 func targetValues(u Usage) [numTargets]float64 {
 	v := [numTargets]float64{u.PeakMemory, u.Runtime.Seconds(), u.Rates.Get(resources.CPU), u.Rates.Get(resources.DiskBytes), u.Rates.Get(resources.NetBytes)}
 	for r := range v {
 		v[r] = math.Log(math.Max(v[r], targetFloor[r]))
+	}
+	if u.Runtime <= 0 {
+		v[runtimeRes] = math.NaN()
 	}
 	return v
 }
@@ -565,14 +597,16 @@ func (h *Headstart) Size(t Task) Sizing {
 		s.Memory.Target = limit
 	}
 
-	rt := h.predict(st, runtimeRes, st.best(runtimeRes, x), x)
-	s.HasRuntime = true
-	s.Runtime.Target = math.Exp(rt.median)
-	s.Runtime.Median = s.Runtime.Target
-	lo, _ = rt.quantile(0.05)
-	hi, _ = rt.quantile(0.95)
-	s.Runtime.Lower, s.Runtime.Upper = math.Exp(lo), math.Exp(hi)
-	s.Runtime.Confidence = 0.5
+	if st.measured(runtimeRes) {
+		rt := h.predict(st, runtimeRes, st.best(runtimeRes, x), x)
+		s.HasRuntime = true
+		s.Runtime.Target = math.Exp(rt.median)
+		s.Runtime.Median = s.Runtime.Target
+		lo, _ = rt.quantile(0.05)
+		hi, _ = rt.quantile(0.95)
+		s.Runtime.Lower, s.Runtime.Upper = math.Exp(lo), math.Exp(hi)
+		s.Runtime.Confidence = 0.5
+	}
 
 	// Rates: the RateQuantile of the better model, bounds at 5% and 95%.
 	for r := cpuRes; r < numTargets; r++ {
@@ -657,6 +691,9 @@ func (h *Headstart) Observe(t Task, u Usage, _ time.Time) {
 		}
 		st.alpha += aciRate * ((1 - h.opts.Quantile) - miss)
 		for r := range ys {
+			if math.IsNaN(ys[r]) || !st.measured(r) {
+				continue
+			}
 			for m := 0; m < numModels; m++ {
 				p := h.predict(st, r, m, x)
 				var loss float64

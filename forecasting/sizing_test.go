@@ -215,6 +215,36 @@ func TestHeadstartFollowsAnInputLargerThanItHasSeen(t *testing.T) {
 	}
 }
 
+// TestHeadstartLeavesUnmeasuredRuntimesOut: traces that record whole
+// seconds round short tasks to a runtime of 0, which is no measurement. A
+// stage whose tasks ran 10 s, with some recorded as 0, is still predicted to
+// run 10 s; a stage with no measured runtime gets no runtime prediction,
+// while its memory is sized as usual.
+func TestHeadstartLeavesUnmeasuredRuntimesOut(t *testing.T) {
+	h := NewHeadstart(HeadstartOptions{})
+	for i := range 10 {
+		rt := 10 * time.Second
+		if i%2 == 1 {
+			rt = 0
+		}
+		h.Observe(Task{Stage: "s", InputBytes: 1e8}, Usage{PeakMemory: 1e9, Runtime: rt}, t0)
+		h.Observe(Task{Stage: "unmeasured", InputBytes: 1e8}, Usage{PeakMemory: 1e9}, t0)
+	}
+	s := h.Size(Task{Stage: "s", InputBytes: 1e8})
+	if !s.HasRuntime {
+		t.Fatal("no runtime predicted for a stage with measured runtimes")
+	}
+	within(t, "runtime (s)", s.Runtime.Target, 9.9, 10.1)
+	u := h.Size(Task{Stage: "unmeasured", InputBytes: 1e8})
+	if u.HasRuntime {
+		t.Errorf("runtime predicted for a stage with none measured: %+v", u.Runtime)
+	}
+	within(t, "memory of the stage without runtimes", u.Memory.Median, 0.99e9, 1.01e9)
+	if math.IsNaN(u.Memory.Target) || u.Memory.Target < 1e9 {
+		t.Errorf("memory target %v, want at least the 1e9 peaks", u.Memory.Target)
+	}
+}
+
 // TestHeadstartSearchesUpwardsWhileAStageOnlyFails: a new stage whose first
 // tasks ran out of memory at 2 GiB gets 4 GiB next, then 8 GiB.
 func TestHeadstartSearchesUpwardsWhileAStageOnlyFails(t *testing.T) {
