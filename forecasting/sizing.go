@@ -683,8 +683,13 @@ func (h *Headstart) Observe(t Task, u Usage, _ time.Time) {
 	x := logx(t.InputBytes)
 	ys := targetValues(u)
 	if len(st.x) >= h.opts.MinHistory {
-		mem := h.predict(st, memoryRes, st.best(memoryRes, x), x)
-		target, _ := mem.quantile(st.level(h.opts.Quantile))
+		// Both memory models as they stood when the task was sized: the
+		// loop below scores them after updating what they share.
+		var mem [numModels]prediction
+		for m := range mem {
+			mem[m] = h.predict(st, memoryRes, m, x)
+		}
+		target, _ := mem[st.best(memoryRes, x)].quantile(st.level(h.opts.Quantile))
 		miss := 0.0
 		if ys[memoryRes] > target {
 			miss = 1
@@ -695,7 +700,10 @@ func (h *Headstart) Observe(t Task, u Usage, _ time.Time) {
 				continue
 			}
 			for m := 0; m < numModels; m++ {
-				p := h.predict(st, r, m, x)
+				p := mem[m]
+				if r != memoryRes {
+					p = h.predict(st, r, m, x)
+				}
 				var loss float64
 				switch r {
 				case memoryRes:
