@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -44,58 +43,94 @@ type Plane struct {
 	Client     kubernetes.Interface
 	Kubeconfig string
 	dir        string
-	procs      []*exec.Cmd
-	logs       map[string]*bytes.Buffer
+	procs      []*testproc.Proc
 }
+
+// startAttempts is how many times Start brings the control plane up when a
+// part exits while starting (a port taken between testproc.FreePort and the
+// server's bind, say).
+const startAttempts = 2
+
+// readyTimeout bounds the wait for the API server once it has started.
+const readyTimeout = 3 * time.Minute
 
 // Start brings up a control plane with one fake node of the given capacity
 // and waits until the node is Ready. It fails the test when a part cannot start.
 func Start(t testing.TB, nodeCPU, nodeMemory string) *Plane {
 	t.Helper()
+	// A cold build of the binaries takes about 18 minutes.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	bins := binaries(ctx, t)
-	p := &Plane{dir: t.TempDir(), logs: map[string]*bytes.Buffer{}}
-	t.Cleanup(p.stop)
+	kwokStages := stages(ctx, t)
+	var err error
+	for attempt := 1; attempt <= startAttempts; attempt++ {
+		p := &Plane{dir: t.TempDir()}
+		if err = p.start(t, bins, kwokStages); err == nil {
+			t.Cleanup(p.stop)
+			p.AddNode(t, "kwok-node-0", nodeCPU, nodeMemory)
+			return p
+		}
+		p.stop()
+		t.Logf("kubetest: attempt %d of %d: %v", attempt, startAttempts, err)
+	}
+	t.Fatalf("kubetest: the control plane did not start: %v", err)
+	return nil
+}
+
+// start runs the control plane's processes and waits for the API server.
+func (p *Plane) start(t testing.TB, bins string, kwokStages []string) error {
+	t.Helper()
 	p.certs(t)
 	etcdPort, peerPort, apiPort := testproc.FreePort(t), testproc.FreePort(t), testproc.FreePort(t)
-	p.run(t, "etcd", filepath.Join(bins, "etcd"), "--data-dir="+filepath.Join(p.dir, "etcd"), "--unsafe-no-fsync",
+	if err := p.run("etcd", filepath.Join(bins, "etcd"), "--data-dir="+filepath.Join(p.dir, "etcd"), "--unsafe-no-fsync",
 		fmt.Sprintf("--listen-client-urls=http://127.0.0.1:%d", etcdPort), fmt.Sprintf("--advertise-client-urls=http://127.0.0.1:%d", etcdPort),
 		fmt.Sprintf("--listen-peer-urls=http://127.0.0.1:%d", peerPort), fmt.Sprintf("--initial-advertise-peer-urls=http://127.0.0.1:%d", peerPort),
-		fmt.Sprintf("--initial-cluster=default=http://127.0.0.1:%d", peerPort), "--log-level=warn")
+		fmt.Sprintf("--initial-cluster=default=http://127.0.0.1:%d", peerPort), "--log-level=warn"); err != nil {
+		return err
+	}
 	d := p.dir
-	p.run(t, "kube-apiserver", filepath.Join(bins, "kube-apiserver"),
+	if err := p.run("kube-apiserver", filepath.Join(bins, "kube-apiserver"),
 		fmt.Sprintf("--etcd-servers=http://127.0.0.1:%d", etcdPort), "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
 		fmt.Sprintf("--secure-port=%d", apiPort), "--endpoint-reconciler-type=none",
 		"--tls-cert-file="+d+"/apiserver.crt", "--tls-private-key-file="+d+"/apiserver.key", "--client-ca-file="+d+"/ca.crt",
 		"--service-account-issuer=https://kubernetes.default.svc", "--service-account-key-file="+d+"/sa.pub",
 		"--service-account-signing-key-file="+d+"/sa.key", "--service-cluster-ip-range=10.96.0.0/24",
-		"--authorization-mode=RBAC", "--disable-admission-plugins=ServiceAccount")
+		"--authorization-mode=RBAC", "--disable-admission-plugins=ServiceAccount"); err != nil {
+		return err
+	}
 	p.Kubeconfig = filepath.Join(d, "admin.kubeconfig")
 	p.writeKubeconfig(t, apiPort)
 	cfg, err := clientcmd.BuildConfigFromFlags("", p.Kubeconfig)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	p.Config = cfg
-	p.Client = kubernetes.NewForConfigOrDie(cfg)
-	p.waitFor(t, ctx, "the API server to be ready", func() bool {
+	if p.Client, err = kubernetes.NewForConfig(cfg); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	if err := p.waitFor(ctx, "the API server to be ready", func() bool {
 		body, err := p.Client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
 		return err == nil && strings.TrimSpace(string(body)) == "ok"
-	})
+	}); err != nil {
+		return err
+	}
 	auth := []string{"--kubeconfig=" + p.Kubeconfig, "--authentication-kubeconfig=" + p.Kubeconfig, "--authorization-kubeconfig=" + p.Kubeconfig,
 		"--bind-address=127.0.0.1", "--leader-elect=false"}
-	p.run(t, "kube-controller-manager", filepath.Join(bins, "kube-controller-manager"),
-		append(auth, fmt.Sprintf("--secure-port=%d", testproc.FreePort(t)), "--service-account-private-key-file="+d+"/sa.key", "--root-ca-file="+d+"/ca.crt")...)
-	p.run(t, "kube-scheduler", filepath.Join(bins, "kube-scheduler"), append(auth, fmt.Sprintf("--secure-port=%d", testproc.FreePort(t)))...)
+	if err := p.run("kube-controller-manager", filepath.Join(bins, "kube-controller-manager"),
+		append(auth, fmt.Sprintf("--secure-port=%d", testproc.FreePort(t)), "--service-account-private-key-file="+d+"/sa.key", "--root-ca-file="+d+"/ca.crt")...); err != nil {
+		return err
+	}
+	if err := p.run("kube-scheduler", filepath.Join(bins, "kube-scheduler"), append(auth, fmt.Sprintf("--secure-port=%d", testproc.FreePort(t)))...); err != nil {
+		return err
+	}
 	kwokArgs := []string{"--kubeconfig=" + p.Kubeconfig, "--manage-all-nodes=true", fmt.Sprintf("--server-address=127.0.0.1:%d", testproc.FreePort(t))}
-	for _, s := range append(stages(ctx, t), p.resizeStage(t)) {
+	for _, s := range append(kwokStages, p.resizeStage(t)) {
 		kwokArgs = append(kwokArgs, "--config="+s)
 	}
-	p.run(t, "kwok", filepath.Join(bins, "kwok"), kwokArgs...)
-
-	p.AddNode(t, "kwok-node-0", nodeCPU, nodeMemory)
-	return p
+	return p.run("kwok", filepath.Join(bins, "kwok"), kwokArgs...)
 }
 
 // AddNode adds a fake node of the given capacity, tainted with NodeTaint,
@@ -114,7 +149,7 @@ func (p *Plane) AddNode(t testing.TB, name, cpu, memory string) {
 	if _, err := p.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("kubetest: create node %s: %v", name, err)
 	}
-	p.waitFor(t, ctx, "node "+name+" to be Ready", func() bool {
+	if err := p.waitFor(ctx, "node "+name+" to be Ready", func() bool {
 		n, err := p.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return false
@@ -125,45 +160,40 @@ func (p *Plane) AddNode(t testing.TB, name, cpu, memory string) {
 			}
 		}
 		return false
-	})
-}
-
-func (p *Plane) run(t testing.TB, name, bin string, args ...string) {
-	t.Helper()
-	log := &bytes.Buffer{}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("kubetest: start %s: %v", name, err)
+	}); err != nil {
+		t.Fatalf("kubetest: %v", err)
 	}
-	p.procs = append(p.procs, cmd)
-	p.logs[name] = log
 }
 
-func (p *Plane) waitFor(t testing.TB, ctx context.Context, what string, cond func() bool) {
-	t.Helper()
+func (p *Plane) run(name, bin string, args ...string) error {
+	proc, err := testproc.Start(name, bin, args...)
+	if err != nil {
+		return err
+	}
+	p.procs = append(p.procs, proc)
+	return nil
+}
+
+// waitFor polls cond until it holds, the context ends, or a process exits.
+func (p *Plane) waitFor(ctx context.Context, what string, cond func() bool) error {
 	for !cond() {
 		if ctx.Err() != nil {
-			t.Fatalf("kubetest: timed out waiting for %s\n%s", what, p.tails())
+			return fmt.Errorf("timed out waiting for %s\n%s", what, p.tails())
 		}
-		for i, c := range p.procs {
-			if c.ProcessState != nil {
-				t.Fatalf("kubetest: process %d exited while waiting for %s\n%s", i, what, p.tails())
+		for _, c := range p.procs {
+			if err := c.Exited(); err != nil {
+				return fmt.Errorf("%w while waiting for %s\n%s", err, what, p.tails())
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	return nil
 }
 
 func (p *Plane) tails() string {
 	var b strings.Builder
-	for name, log := range p.logs {
-		s := log.String()
-		if len(s) > 1500 {
-			s = s[len(s)-1500:]
-		}
-		fmt.Fprintf(&b, "--- %s\n%s\n", name, s)
+	for _, c := range p.procs {
+		fmt.Fprintf(&b, "--- %s\n%s\n", c.Name, c.Log.Tail(1500))
 	}
 	return b.String()
 }
@@ -171,7 +201,7 @@ func (p *Plane) tails() string {
 // stop ends the processes newest first.
 func (p *Plane) stop() {
 	for i := len(p.procs) - 1; i >= 0; i-- {
-		testproc.Stop(p.procs[i], 10*time.Second)
+		p.procs[i].Stop(10 * time.Second)
 	}
 }
 

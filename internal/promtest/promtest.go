@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,8 +20,6 @@ import (
 // Server is a running Prometheus.
 type Server struct {
 	URL string
-	cmd *exec.Cmd
-	log *strings.Builder
 }
 
 // Start starts Prometheus scraping targets (host:port, path /metrics) every
@@ -46,16 +43,13 @@ func Start(t testing.TB, interval time.Duration, targets ...string) *Server {
 		t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", testproc.FreePort(t))
-	log := &strings.Builder{}
-	cmd := exec.Command(bin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
+	proc, err := testproc.Start("prometheus", bin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr, "--log.level=warn")
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("promtest: start %s: %v", bin, err)
+	if err != nil {
+		t.Fatalf("promtest: %v", err)
 	}
-	s := &Server{URL: "http://" + addr, cmd: cmd, log: log}
-	t.Cleanup(func() { testproc.Stop(cmd, 10*time.Second) })
+	s := &Server{URL: "http://" + addr}
+	t.Cleanup(func() { proc.Stop(10 * time.Second) })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for {
@@ -66,8 +60,11 @@ func Start(t testing.TB, interval time.Duration, targets ...string) *Server {
 				return s
 			}
 		}
+		if err := proc.Exited(); err != nil {
+			t.Fatalf("promtest: %v before it was ready:\n%s", err, proc.Log.Tail(4000))
+		}
 		if ctx.Err() != nil {
-			t.Fatalf("promtest: prometheus not ready at %s within 30 s:\n%s", s.URL, log.String())
+			t.Fatalf("promtest: prometheus not ready at %s within 30 s:\n%s", s.URL, proc.Log.Tail(4000))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -1,10 +1,13 @@
 // Package testproc holds what the test harnesses share about the servers
-// they start: free loopback ports, and stopping a process gently.
+// they start: free loopback ports, and processes whose exit is watched.
 package testproc
 
 import (
+	"bytes"
+	"fmt"
 	"net"
 	"os/exec"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,16 +24,73 @@ func FreePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// Stop sends SIGTERM to a started command and waits for it, killing it
-// after timeout.
-func Stop(cmd *exec.Cmd, timeout time.Duration) {
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(timeout):
-		_ = cmd.Process.Kill()
-		<-done
+// Proc is a started server process. Its exit is noticed as it happens, so
+// a harness waiting for the server to be ready fails at once, with the
+// server's output, instead of waiting out its deadline.
+type Proc struct {
+	Name string
+	// Log is what the process wrote to stdout and stderr.
+	Log  *Log
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error // how it exited, once done is closed
+}
+
+// Start starts bin; it is killed if the test binary dies.
+func Start(name, bin string, args ...string) (*Proc, error) {
+	p := &Proc{Name: name, Log: &Log{}, cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = p.Log, p.Log
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// Exited returns an error saying how the process ended, or nil while it runs.
+func (p *Proc) Exited() error {
+	select {
+	case <-p.done:
+		return fmt.Errorf("%s exited (%v)", p.Name, p.err)
+	default:
+		return nil
+	}
+}
+
+// Stop sends SIGTERM and waits for the process to end, killing it after timeout.
+func (p *Proc) Stop(timeout time.Duration) {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// Log is a process's output, safe to read while the process writes it.
+type Log struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *Log) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(b)
+}
+
+// Tail returns the last n bytes written.
+func (l *Log) Tail(n int) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.b.String()
+	if len(s) > n {
+		s = s[len(s)-n:]
+	}
+	return s
 }
