@@ -35,6 +35,8 @@ import (
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+
+	"github.com/headstart-dev/headstart/internal/testproc"
 )
 
 // EnvCLI names the environment variable holding the Temporal CLI's path.
@@ -60,7 +62,7 @@ type Server struct {
 	dev       *testsuite.DevServer
 	namespace string
 	logger    log.Logger
-	output    *lockedBuffer
+	output    *testproc.Log
 }
 
 // Start builds the CLI if needed and starts a dev server on 127.0.0.1 with a
@@ -81,7 +83,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := &lockedBuffer{}
+	out := &testproc.Log{}
 	dev, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
 		ExistingPath:     cli,
 		ClientOptions:    &client.Options{Namespace: opts.Namespace, Logger: opts.Logger},
@@ -91,7 +93,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		Stderr:           out,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("start temporal dev server %s: %w\n%s", cli, err, out.tail(4096))
+		return nil, fmt.Errorf("start temporal dev server %s: %w\n%s", cli, err, out.Tail(4096))
 	}
 	return &Server{dev: dev, namespace: opts.Namespace, logger: opts.Logger, output: out}, nil
 }
@@ -124,7 +126,7 @@ func (s *Server) NewClient(ctx context.Context, opts client.Options) (client.Cli
 func (s *Server) Stop() error {
 	s.dev.Client().Close()
 	if err := s.dev.Stop(); err != nil && !strings.Contains(err.Error(), "signal: interrupt") {
-		return fmt.Errorf("stop temporal dev server: %w\n%s", err, s.output.tail(4096))
+		return fmt.Errorf("stop temporal dev server: %w\n%s", err, s.output.Tail(4096))
 	}
 	return nil
 }
@@ -185,28 +187,4 @@ func CLIPath(ctx context.Context) (string, error) {
 func RepoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..")
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.buf.Len() > 1<<20 { // keep the newest output only
-		b.buf.Next(b.buf.Len() - 1<<19)
-	}
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) tail(n int) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := b.buf.String()
-	if len(s) > n {
-		s = s[len(s)-n:]
-	}
-	return s
 }

@@ -73,6 +73,7 @@ func (p *Proc) Stop(timeout time.Duration) {
 }
 
 // Log is a process's output, safe to read while the process writes it.
+// It keeps the newest 512 KiB to 1 MiB.
 type Log struct {
 	mu sync.Mutex
 	b  bytes.Buffer
@@ -81,6 +82,9 @@ type Log struct {
 func (l *Log) Write(b []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.b.Len() > 1<<20 {
+		l.b.Next(l.b.Len() - 1<<19)
+	}
 	return l.b.Write(b)
 }
 
