@@ -66,12 +66,13 @@ func Start(t testing.TB, nodeCPU, nodeMemory string) *Plane {
 	var err error
 	for attempt := 1; attempt <= startAttempts; attempt++ {
 		p := &Plane{dir: t.TempDir()}
+		// Registered first: start may fail the test with processes running.
+		t.Cleanup(p.stop)
 		if err = p.start(t, bins, kwokStages); err == nil {
-			t.Cleanup(p.stop)
 			p.AddNode(t, "kwok-node-0", nodeCPU, nodeMemory)
 			return p
 		}
-		p.stop()
+		p.stop() // free its ports before the next attempt
 		t.Logf("kubetest: attempt %d of %d: %v", attempt, startAttempts, err)
 	}
 	t.Fatalf("kubetest: the control plane did not start: %v", err)
@@ -198,7 +199,7 @@ func (p *Plane) tails() string {
 	return b.String()
 }
 
-// stop ends the processes newest first.
+// stop ends the processes newest first; stopping twice is harmless.
 func (p *Plane) stop() {
 	for i := len(p.procs) - 1; i >= 0; i-- {
 		p.procs[i].Stop(10 * time.Second)

@@ -61,7 +61,8 @@ func (p *Proc) Exited() error {
 	}
 }
 
-// Stop sends SIGTERM and waits for the process to end, killing it after timeout.
+// Stop sends SIGTERM and waits for the process to end, killing it after
+// timeout. Stopping a process that has ended returns at once.
 func (p *Proc) Stop(timeout time.Duration) {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {

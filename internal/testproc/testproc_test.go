@@ -49,6 +49,13 @@ func TestProcStopEndsARunningProcess(t *testing.T) {
 	if err := p.Exited(); err == nil {
 		t.Error("after Stop, the process still runs")
 	}
+	stopped := make(chan struct{})
+	go func() { p.Stop(time.Minute); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		t.Error("a second Stop did not return at once")
+	}
 }
 
 func TestStartReportsAMissingBinary(t *testing.T) {
