@@ -262,10 +262,10 @@ func headstartCoordinator(ctx context.Context, b *testing.B, r *policyRun) func(
 		b.Fatal(err)
 	}
 	if _, err := r.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: headstart.CoordinatorWorkflowID(r.fleet), TaskQueue: headstart.TaskQueue}, headstart.CoordinatorWorkflowName,
-		headstart.CoordinatorInput{Fleet: r.fleet, LedgerWorkflowID: ledgerID, Pool: r.fleet, Interval: 500 * time.Millisecond,
+		headstart.CoordinatorInput{Fleet: r.fleet, CoordinatorConfig: headstart.CoordinatorConfig{LedgerWorkflowID: ledgerID, Pool: r.fleet, Interval: 500 * time.Millisecond,
 			Rule:        headstart.CoordinatorOptions{MinConfidence: 0.5, ActuationTime: benchColdStart},
 			Replicate:   []headstart.StageTarget{{Stage: benchStage, Target: r.target}},
-			Replication: headstart.ReplicationOptions{Levels: []int{0, 1, 2, 3, 4, 6, 8}, PerReplica: benchPerReplica, ScaleDownAfter: benchStabilization, ReleaseWhenIdle: true}}); err != nil {
+			Replication: headstart.ReplicationOptions{Levels: []int{0, 1, 2, 3, 4, 6, 8}, PerReplica: benchPerReplica, ScaleDownAfter: benchStabilization, ReleaseWhenIdle: true}}}); err != nil {
 		b.Fatal(err)
 	}
 	return func() {

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -31,6 +32,49 @@ type CoordinatorOptions struct {
 	MinPartial float64
 	// RetryAfter is how long a delayed prefetch waits before trying again. If not set, 5 s.
 	RetryAfter time.Duration
+}
+
+// FieldError is a setting out of its range. Field names it as the
+// configuration file does (snake case, dotted, with list indexes), so
+// that a loader can point at the line.
+type FieldError struct {
+	Field, Reason string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
+
+// under prefixes the field of a FieldError in err with parent.
+func under(parent string, err error) error {
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		return &FieldError{Field: parent + "." + fe.Field, Reason: fe.Reason}
+	}
+	return err
+}
+
+// Validate reports the first knob out of its range as a *FieldError; zero
+// values are valid (they take the defaults).
+func (o CoordinatorOptions) Validate() error {
+	for _, c := range []struct {
+		name   string
+		v, max float64
+	}{{"min_confidence", o.MinConfidence, 1}, {"protected_share", o.ProtectedShare, 0.99}, {"min_partial", o.MinPartial, 1}} {
+		if c.v < 0 || c.v > c.max {
+			return &FieldError{c.name, fmt.Sprintf("%v is outside [0, %v]", c.v, c.max)}
+		}
+	}
+	for _, c := range []struct {
+		name string
+		v    time.Duration
+	}{{"actuation_time", o.ActuationTime}, {"lead", o.Lead}, {"retry_after", o.RetryAfter}} {
+		if c.v < 0 {
+			return &FieldError{c.name, fmt.Sprintf("%v is negative", c.v)}
+		}
+	}
+	if o.MaxMargin < 0 {
+		return &FieldError{"max_margin", fmt.Sprintf("%v is negative", o.MaxMargin)}
+	}
+	return nil
 }
 
 func (o CoordinatorOptions) withDefaults() CoordinatorOptions {

@@ -2,7 +2,9 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"reflect"
 	"math"
 	"sort"
 	"strings"
@@ -30,12 +32,39 @@ func CoordinatorWorkflowID(fleet string) string { return "headstart-coordinator-
 type StageTarget struct {
 	Stage  string
 	Target shapers.Target
+	// Queue is the task queue the stage's replicas poll. While the stage has
+	// replicas, the coordinator's routes send its activities there (see
+	// SyncRoutes). If not set, the stage is replicated but not routed: its
+	// replicas poll the queue its activities are scheduled on.
+	Queue string `json:",omitempty"`
+	// Replication overrides CoordinatorConfig.Replication for this stage.
+	Replication *ReplicationOptions `json:",omitempty"`
 }
 
-// CoordinatorInput starts (or continues) a coordinator.
-type CoordinatorInput struct {
-	// Fleet whose forecaster the coordinator follows. If not set, "default".
-	Fleet string
+// Mode is what the coordinator does with its decisions.
+type Mode string
+
+// The coordinator's modes.
+const (
+	// ModePrefetch reserves, holds and shapes: the product's default.
+	ModePrefetch Mode = "prefetch"
+	// ModeDryRun asks each shaper to validate its actions and report what
+	// would change (shapers.Action.DryRun); nothing is reserved, held or
+	// changed, and no stage is routed.
+	ModeDryRun Mode = "dry-run"
+	// ModeForecastOnly decides and shows its decisions and planned replicas,
+	// and acts on none of them.
+	ModeForecastOnly Mode = "forecast-only"
+)
+
+// ErrInvalidCoordinatorConfig is wrapped by CoordinatorConfig.Validate's errors.
+var ErrInvalidCoordinatorConfig = errors.New("invalid coordinator configuration")
+
+// CoordinatorConfig is what an operator configures of a running coordinator;
+// the configure update (UpdateConfigure) replaces it as a whole.
+type CoordinatorConfig struct {
+	// Mode of the coordinator. If not set, ModePrefetch.
+	Mode Mode `json:",omitempty"`
 	// LedgerWorkflowID of the pool prefetching reserves in.
 	LedgerWorkflowID string
 	// Pool the ledger holds.
@@ -51,6 +80,76 @@ type CoordinatorInput struct {
 	// reservation into held capacity — placeholder pods with the Kubernetes
 	// shaper — released with it. If not set, reservations live in the ledger only.
 	HoldWith string
+}
+
+// Validate reports the first setting no coordinator can run with: an
+// error wrapping ErrInvalidCoordinatorConfig and a *FieldError that names
+// the setting.
+func (c CoordinatorConfig) Validate() error {
+	if err := c.validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidCoordinatorConfig, err)
+	}
+	return nil
+}
+
+func (c CoordinatorConfig) validate() error {
+	switch c.Mode {
+	case "", ModePrefetch, ModeDryRun, ModeForecastOnly:
+	default:
+		return &FieldError{"mode", fmt.Sprintf("%q is none of %s, %s, %s", c.Mode, ModePrefetch, ModeDryRun, ModeForecastOnly)}
+	}
+	switch {
+	case c.Pool == "":
+		return &FieldError{"pool", "not set"}
+	case c.LedgerWorkflowID == "":
+		return &FieldError{"ledger_workflow_id", "not set"}
+	case c.Interval < 0:
+		return &FieldError{"interval", fmt.Sprintf("%v is negative", c.Interval)}
+	}
+	if err := c.Rule.Validate(); err != nil {
+		return err
+	}
+	if err := c.Replication.Validate(); err != nil {
+		return under("replication", err)
+	}
+	seen := map[string]bool{}
+	for i, r := range c.Replicate {
+		at := fmt.Sprintf("replicate[%d]", i)
+		switch {
+		case r.Stage == "":
+			return &FieldError{at + ".stage", "not set"}
+		case seen[r.Stage]:
+			return &FieldError{at + ".stage", fmt.Sprintf("%s is listed twice", r.Stage)}
+		case r.Target.Kind == "":
+			return &FieldError{at + ".target.kind", "not set"}
+		case r.Target.Name == "":
+			return &FieldError{at + ".target.name", "not set"}
+		}
+		seen[r.Stage] = true
+		if r.Replication != nil {
+			if err := r.Replication.Validate(); err != nil {
+				return under(at, err)
+			}
+		}
+	}
+	return nil
+}
+
+func (c CoordinatorConfig) withDefaults() CoordinatorConfig {
+	if c.Mode == "" {
+		c.Mode = ModePrefetch
+	}
+	if c.Interval <= 0 {
+		c.Interval = 2 * time.Second
+	}
+	return c
+}
+
+// CoordinatorInput starts (or continues) a coordinator.
+type CoordinatorInput struct {
+	// Fleet whose forecaster the coordinator follows. If not set, "default".
+	Fleet string
+	CoordinatorConfig
 	// MaxTicks before continuing as new. If not set, 1000.
 	MaxTicks int
 	// State carried by continue-as-new.
@@ -61,7 +160,36 @@ type CoordinatorInput struct {
 type CoordinatorState struct {
 	Held  map[string]string      // stage → the key of its prefetch reservation
 	Plans map[string]ReplicaPlan // stage → replicas planned
+	// Retiring are stages no longer replicated whose replicas stop once
+	// their route has been withdrawn for RouteGrace, by stage.
+	Retiring map[string]Retiring `json:",omitempty"`
 }
+
+// Retiring is a stage on its way to zero replicas.
+type Retiring struct {
+	Target shapers.Target
+	Since  time.Time // when its route was withdrawn
+}
+
+// RouteGrace is how long a stage's route is withdrawn before its replicas
+// are stopped, so that workers syncing their routes (every second by
+// default) no longer send it tasks there.
+const RouteGrace = 5 * time.Second
+
+// ReconcileEvery is how many ticks pass between re-applications of every
+// replicated stage's plan, so that a target that lost its replicas (a
+// restarted control worker, a deleted Deployment) gets them back.
+const ReconcileEvery = 5
+
+// UpdateConfigure replaces a running coordinator's CoordinatorConfig; its
+// validator rejects an invalid one before anything changes. It completes
+// with whether anything changed.
+const UpdateConfigure = "configure"
+
+// QueryRoutes answers the routes the coordinator asks workers to follow:
+// stage → the task queue of its replicas, for the stages it replicates
+// with a queue while they have replicas (see SyncRoutes).
+const QueryRoutes = "routes"
 
 // Snapshot is what the coordinator sees on each tick.
 type Snapshot struct {
@@ -190,15 +318,15 @@ func peakOf(p Prediction) float64 {
 // the forecast and the pool, applies the prefetch rule (Decide) to each
 // upcoming stage and reserves what it says, releases reservations whose
 // stage is no longer upcoming, and plans the replicas of the stages it
-// replicates (PlanReplicas), shaping them when the plan changes. Asked to
-// rebalance (UpdateRebalance), it migrates a stage's replicas off a host.
-// Each action's activity carries the summary a person reads in the Web UI.
+// replicates (PlanReplicas), shaping them when the plan changes and every
+// ReconcileEvery ticks. Asked to rebalance (UpdateRebalance), it migrates a
+// stage's replicas off a host; asked to configure (UpdateConfigure), it
+// takes a new CoordinatorConfig. Its routes (QueryRoutes) tell workers where
+// replicated stages' activities go. Each action's activity carries the
+// summary a person reads in the Web UI.
 func Coordinator(ctx workflow.Context, in CoordinatorInput) error {
 	if in.Fleet == "" {
 		in.Fleet = "default"
-	}
-	if in.Interval <= 0 {
-		in.Interval = 2 * time.Second
 	}
 	if in.MaxTicks <= 0 {
 		in.MaxTicks = 1000
@@ -210,12 +338,19 @@ func Coordinator(ctx workflow.Context, in CoordinatorInput) error {
 	if st.Plans == nil {
 		st.Plans = map[string]ReplicaPlan{}
 	}
+	if st.Retiring == nil {
+		st.Retiring = map[string]Retiring{}
+	}
 	logger := workflow.GetLogger(ctx)
 	var ctl *controlActivities
 	var pf *activities.Prefetcher
 	var last []Decision
 	if err := workflow.SetQueryHandlerWithOptions(ctx, "decisions", func() ([]Decision, error) { return last, nil },
 		workflow.QueryHandlerOptions{Description: "The last tick's decision for each upcoming stage, with its reason."}); err != nil {
+		return err
+	}
+	if err := workflow.SetQueryHandlerWithOptions(ctx, QueryRoutes, func() (map[string]string, error) { return routes(in.CoordinatorConfig, st), nil },
+		workflow.QueryHandlerOptions{Description: "Stage → the task queue of its replicas, for workers to route the stage's activities to."}); err != nil {
 		return err
 	}
 	act := func(summary string) workflow.Context {
@@ -233,13 +368,30 @@ func Coordinator(ctx workflow.Context, in CoordinatorInput) error {
 		}); err != nil {
 		return err
 	}
-	rule := in.Rule.withDefaults()
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateConfigure,
+		func(ctx workflow.Context, c CoordinatorConfig) (bool, error) {
+			if reflect.DeepEqual(c, in.CoordinatorConfig) {
+				return false, nil
+			}
+			st = reconfigured(st, in.CoordinatorConfig, c, workflow.Now(ctx))
+			in.CoordinatorConfig = c
+			return true, nil
+		},
+		workflow.UpdateHandlerOptions{
+			Validator:   func(_ workflow.Context, c CoordinatorConfig) error { return c.Validate() },
+			Description: "Replace the coordinator's configuration (mode, pool, rule, stages to replicate); completes with whether anything changed.",
+		}); err != nil {
+		return err
+	}
+	reconcile := workflow.GetVersion(ctx, "reconcile-replicas", workflow.DefaultVersion, 1) >= 1
 	for tick := 0; tick < in.MaxTicks; tick++ {
-		if err := workflow.Sleep(ctx, in.Interval); err != nil {
+		if err := workflow.Sleep(ctx, in.CoordinatorConfig.withDefaults().Interval); err != nil {
 			return err
 		}
+		cfg := in.CoordinatorConfig.withDefaults() // as configured when the tick starts
+		rule := cfg.Rule.withDefaults()
 		var snap Snapshot
-		if err := workflow.ExecuteActivity(act("snapshot of forecast and pool"), ctl.Snapshot, SnapshotInput{Fleet: in.Fleet, LedgerWorkflowID: in.LedgerWorkflowID, Horizon: rule.ActuationTime + rule.Lead}).Get(ctx, &snap); err != nil {
+		if err := workflow.ExecuteActivity(act("snapshot of forecast and pool"), ctl.Snapshot, SnapshotInput{Fleet: in.Fleet, LedgerWorkflowID: cfg.LedgerWorkflowID, Horizon: rule.ActuationTime + rule.Lead}).Get(ctx, &snap); err != nil {
 			logger.Warn("no snapshot this tick", "error", err)
 			continue
 		}
@@ -249,28 +401,28 @@ func Coordinator(ctx workflow.Context, in CoordinatorInput) error {
 		upcoming := map[string]bool{}
 		for _, u := range snap.Upcoming {
 			upcoming[u.Stage] = true
-			d := Decide(u, now, snap.Capacity, free, in.Rule)
+			d := Decide(u, now, snap.Capacity, free, cfg.Rule)
 			last = append(last, d)
 			if d.Kind != DecideReserve && d.Kind != DecidePartial {
 				continue
 			}
-			if _, held := st.Held[u.Stage]; held {
+			if _, held := st.Held[u.Stage]; held || cfg.Mode != ModePrefetch {
 				continue
 			}
 			key := fmt.Sprintf("prefetch/%s/%d", u.Stage, u.Start.Unix())
-			req := activities.ReserveRequest{Key: key, Pool: in.Pool, Stage: u.Stage, Resources: d.Amount, TTL: 10 * time.Minute, Soft: true}
+			req := activities.ReserveRequest{Key: key, Pool: cfg.Pool, Stage: u.Stage, Resources: d.Amount, TTL: 10 * time.Minute, Soft: true}
 			var res activities.ReserveResult
-			if err := workflow.ExecuteActivity(act(d.Summary), pf.Reserve, activities.ReserveInput{LedgerWorkflowID: in.LedgerWorkflowID, Request: req}).Get(ctx, &res); err != nil {
+			if err := workflow.ExecuteActivity(act(d.Summary), pf.Reserve, activities.ReserveInput{LedgerWorkflowID: cfg.LedgerWorkflowID, Request: req}).Get(ctx, &res); err != nil {
 				logger.Warn("reserve failed", "stage", u.Stage, "error", err)
 				continue
 			}
 			st.Held[u.Stage] = key
 			free = free.Sub(d.Amount).ClampZero()
-			if in.HoldWith != "" && !res.Reservation.Resources.IsZero() {
+			if cfg.HoldWith != "" && !res.Reservation.Resources.IsZero() {
 				h := shapers.Hold{Key: key, Stage: u.Stage, Replicas: max(u.Tasks, 1)}
 				h.Resources = res.Reservation.Resources.Scale(1 / float64(h.Replicas))
 				summary := fmt.Sprintf("hold %s for %s as %d × %s", human(res.Reservation.Resources), u.Stage, h.Replicas, human(h.Resources))
-				if err := workflow.ExecuteActivity(act(summary), pf.Hold, activities.HoldInput{Kind: in.HoldWith, Hold: h}).Get(ctx, nil); err != nil {
+				if err := workflow.ExecuteActivity(act(summary), pf.Hold, activities.HoldInput{Kind: cfg.HoldWith, Hold: h}).Get(ctx, nil); err != nil {
 					logger.Warn("hold failed; the reservation stays in the ledger", "stage", u.Stage, "error", err)
 				}
 			}
@@ -281,33 +433,73 @@ func Coordinator(ctx workflow.Context, in CoordinatorInput) error {
 				continue
 			}
 			key := st.Held[stage]
-			if in.HoldWith != "" {
+			if cfg.HoldWith != "" {
 				if err := workflow.ExecuteActivity(act("release the hold "+key), pf.ReleaseHold,
-					activities.ReleaseHoldInput{Kind: in.HoldWith, Key: key}).Get(ctx, nil); err != nil {
+					activities.ReleaseHoldInput{Kind: cfg.HoldWith, Key: key}).Get(ctx, nil); err != nil {
 					logger.Warn("release of the hold failed", "stage", stage, "error", err)
 					continue
 				}
 			}
 			if err := workflow.ExecuteActivity(act("release "+key+": "+stage+" is no longer upcoming"), pf.Release,
-				activities.ReleaseInput{LedgerWorkflowID: in.LedgerWorkflowID, Key: key}).Get(ctx, nil); err != nil {
+				activities.ReleaseInput{LedgerWorkflowID: cfg.LedgerWorkflowID, Key: key}).Get(ctx, nil); err != nil {
 				logger.Warn("release failed", "stage", stage, "error", err)
 				continue
 			}
 			delete(st.Held, stage)
 		}
-		for _, r := range in.Replicate {
-			plan, reason := PlanReplicas(st.Plans[r.Stage], snap.Peak[r.Stage], now, in.Replication)
-			if plan.Replicas != st.Plans[r.Stage].Replicas {
-				a := shapers.Action{Target: r.Target, Desired: shapers.Desired{Replicas: shapers.Int(plan.Replicas)}, Reason: reason}
-				summary := fmt.Sprintf("replicate %s ×%d: %s", r.Stage, plan.Replicas, reason)
-				if err := workflow.ExecuteActivity(act(summary), pf.Shape, a).Get(ctx, nil); err != nil {
-					logger.Warn("shape failed", "stage", r.Stage, "error", err)
+		again := reconcile && tick%ReconcileEvery == ReconcileEvery-1
+		for _, r := range cfg.Replicate {
+			opts := cfg.Replication
+			if r.Replication != nil {
+				opts = *r.Replication
+			}
+			prev := st.Plans[r.Stage]
+			plan, reason := PlanReplicas(prev, snap.Peak[r.Stage], now, opts)
+			if plan.Replicas == 0 && prev.Replicas > 0 && r.Queue != "" && cfg.Mode == ModePrefetch {
+				// Withdraw the route first; stop the replicas once workers have seen it go.
+				if since, ok := st.Retiring[r.Stage]; !ok || now.Sub(since.Since) < RouteGrace {
+					if !ok {
+						st.Retiring[r.Stage] = Retiring{Target: r.Target, Since: now}
+					}
 					continue
+				}
+			}
+			delete(st.Retiring, r.Stage)
+			if plan.Replicas != prev.Replicas || (again && cfg.Mode == ModePrefetch) {
+				if plan.Replicas == prev.Replicas {
+					reason = fmt.Sprintf("reconcile: %s", reason)
+				}
+				a := shapers.Action{Target: r.Target, Desired: shapers.Desired{Replicas: shapers.Int(plan.Replicas)}, Reason: reason, DryRun: cfg.Mode == ModeDryRun}
+				summary := fmt.Sprintf("replicate %s ×%d: %s", r.Stage, plan.Replicas, reason)
+				if a.DryRun {
+					summary = "dry run: " + summary
+				}
+				if cfg.Mode != ModeForecastOnly {
+					if err := workflow.ExecuteActivity(act(summary), pf.Shape, a).Get(ctx, nil); err != nil {
+						logger.Warn("shape failed", "stage", r.Stage, "error", err)
+						continue
+					}
 				}
 			}
 			st.Plans[r.Stage] = plan
 		}
-		workflow.SetCurrentDetails(ctx, coordinatorDetails(last, st))
+		// Stages no longer replicated: stop their replicas once their route has been withdrawn long enough.
+		for _, stage := range sortedKeys(st.Retiring) {
+			r := st.Retiring[stage]
+			if replicated(cfg, stage) || now.Sub(r.Since) < RouteGrace {
+				continue
+			}
+			if cfg.Mode == ModePrefetch {
+				a := shapers.Action{Target: r.Target, Desired: shapers.Desired{Replicas: shapers.Int(0)}, Reason: stage + " is no longer replicated"}
+				if err := workflow.ExecuteActivity(act(fmt.Sprintf("replicate %s ×0: %s", stage, a.Reason)), pf.Shape, a).Get(ctx, nil); err != nil {
+					logger.Warn("shape failed", "stage", stage, "error", err)
+					continue
+				}
+			}
+			delete(st.Retiring, stage)
+			delete(st.Plans, stage)
+		}
+		workflow.SetCurrentDetails(ctx, coordinatorDetails(cfg.Mode, last, st))
 		if workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
 			break
 		}
@@ -317,6 +509,51 @@ func Coordinator(ctx workflow.Context, in CoordinatorInput) error {
 	}
 	in.State = st
 	return workflow.NewContinueAsNewError(ctx, CoordinatorWorkflowName, in)
+}
+
+// replicated reports whether cfg replicates stage.
+func replicated(cfg CoordinatorConfig, stage string) bool {
+	for _, r := range cfg.Replicate {
+		if r.Stage == stage {
+			return true
+		}
+	}
+	return false
+}
+
+// routes are the stages workers send to their replicas: those replicated
+// with a queue, planned with replicas and not retiring, in prefetch mode.
+func routes(cfg CoordinatorConfig, st CoordinatorState) map[string]string {
+	out := map[string]string{}
+	if cfg.withDefaults().Mode != ModePrefetch {
+		return out
+	}
+	for _, r := range cfg.Replicate {
+		if _, retiring := st.Retiring[r.Stage]; r.Queue != "" && !retiring && st.Plans[r.Stage].Replicas > 0 {
+			out[r.Stage] = r.Queue
+		}
+	}
+	return out
+}
+
+// reconfigured is the state after the configuration changes from old to
+// next at now: stages no longer replicated retire (their route goes at
+// once, their replicas after RouteGrace), and a switch into prefetch mode
+// forgets the plans made without acting, so the next tick applies them.
+func reconfigured(st CoordinatorState, old, next CoordinatorConfig, now time.Time) CoordinatorState {
+	for _, r := range old.Replicate {
+		if !replicated(next, r.Stage) && st.Plans[r.Stage].Replicas > 0 {
+			st.Retiring[r.Stage] = Retiring{Target: r.Target, Since: now}
+		}
+	}
+	if next.withDefaults().Mode == ModePrefetch && old.withDefaults().Mode != ModePrefetch {
+		for _, stage := range sortedKeys(st.Plans) {
+			if _, retiring := st.Retiring[stage]; !retiring {
+				delete(st.Plans, stage)
+			}
+		}
+	}
+	return st
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -332,9 +569,9 @@ func sortedKeys[V any](m map[string]V) []string {
 // coordinatorDetails is the Markdown the Web UI shows: decisions first.
 //
 //workflowcheck:ignore fmt formats strings and numbers here, deterministically
-func coordinatorDetails(ds []Decision, st CoordinatorState) string {
+func coordinatorDetails(mode Mode, ds []Decision, st CoordinatorState) string {
 	var b strings.Builder
-	b.WriteString("**Headstart coordinator**\n\n| stage | decision | amount | reason |\n|---|---|---|---|\n")
+	fmt.Fprintf(&b, "**Headstart coordinator** (%s)\n\n| stage | decision | amount | reason |\n|---|---|---|---|\n", mode)
 	for _, d := range ds {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", short(d.Stage), d.Kind, human(d.Amount), d.Reason)
 	}

@@ -59,8 +59,8 @@ func TestCoordinatorReservesReleasesAndReplicates(t *testing.T) {
 	})
 
 	env.ExecuteWorkflow(CoordinatorWorkflowName, CoordinatorInput{
-		Fleet: "f", LedgerWorkflowID: "ledger", Pool: "p", Interval: time.Second, MaxTicks: 6,
-		Replicate: []StageTarget{{Stage: "W/train", Target: shapers.Target{Kind: "workerpool", Name: "train-replicas"}}},
+		Fleet: "f", MaxTicks: 6, CoordinatorConfig: CoordinatorConfig{LedgerWorkflowID: "ledger", Pool: "p", Interval: time.Second,
+			Replicate: []StageTarget{{Stage: "W/train", Target: shapers.Target{Kind: "workerpool", Name: "train-replicas"}}}},
 	})
 	require.ErrorContains(t, env.GetWorkflowError(), "continue as new", "after MaxTicks it continues as new")
 
@@ -71,9 +71,12 @@ func TestCoordinatorReservesReleasesAndReplicates(t *testing.T) {
 	require.True(t, r.Request.Soft)
 	require.InDelta(t, 4*1.125, r.Request.Resources.Get(0), 1e-9, "confidence 0.95: a quarter of the 50% margin")
 	require.Equal(t, []string{r.Request.Key}, released, "released once train was no longer upcoming")
-	require.Len(t, shaped, 1, "replicas planned once for a peak of 25 tasks")
-	require.Equal(t, 4, *shaped[0].Desired.Replicas)
-	require.Equal(t, "train-replicas", shaped[0].Target.Name)
+	require.Len(t, shaped, 2, "replicas planned once for a peak of 25 tasks, and re-applied once by the reconcile of tick %d", ReconcileEvery)
+	for _, a := range shaped {
+		require.Equal(t, 4, *a.Desired.Replicas)
+		require.Equal(t, "train-replicas", a.Target.Name)
+	}
+	require.Contains(t, shaped[1].Reason, "reconcile")
 }
 
 func TestSnapshotAggregatesRunsIntoUpcomingStages(t *testing.T) {
@@ -147,7 +150,7 @@ func TestCoordinatorRebalancesWhenAsked(t *testing.T) {
 			OnAccept: func() {}, OnReject: func(err error) { rejected = err }, OnComplete: func(any, error) {},
 		}, shapers.Migration{Target: target, Reason: "no host"})
 	}, 1500*time.Millisecond)
-	env.ExecuteWorkflow(CoordinatorWorkflowName, CoordinatorInput{Fleet: "f", LedgerWorkflowID: "ledger", Pool: "p", Interval: time.Second, MaxTicks: 4})
+	env.ExecuteWorkflow(CoordinatorWorkflowName, CoordinatorInput{Fleet: "f", CoordinatorConfig: CoordinatorConfig{LedgerWorkflowID: "ledger", Pool: "p", Interval: time.Second}, MaxTicks: 4})
 	require.ErrorContains(t, env.GetWorkflowError(), "continue as new")
 
 	require.NoError(t, movedErr)
@@ -200,7 +203,7 @@ func TestCoordinatorHoldsWhatItReserves(t *testing.T) {
 		record("release " + in.Key)
 		return true, nil
 	})
-	env.ExecuteWorkflow(CoordinatorWorkflowName, CoordinatorInput{Fleet: "f", LedgerWorkflowID: "ledger", Pool: "p", Interval: time.Second, MaxTicks: 6, HoldWith: "deployment"})
+	env.ExecuteWorkflow(CoordinatorWorkflowName, CoordinatorInput{Fleet: "f", CoordinatorConfig: CoordinatorConfig{LedgerWorkflowID: "ledger", Pool: "p", Interval: time.Second, HoldWith: "deployment"}, MaxTicks: 6})
 	require.ErrorContains(t, env.GetWorkflowError(), "continue as new")
 
 	require.Len(t, calls, 4, "%v", calls)
@@ -209,4 +212,164 @@ func TestCoordinatorHoldsWhatItReserves(t *testing.T) {
 	require.Equal(t, 4, held.Replicas, "one placeholder per predicted task")
 	require.Equal(t, vec(1, 2), held.Resources, "each a quarter of the reservation (4 CPU / 8 GiB at confidence 1)")
 	require.Equal(t, "W/train", held.Stage)
+}
+
+// coordinatorRecorder mocks the coordinator's activities: a snapshot in
+// which train is upcoming with a peak of 25 tasks, and records what the
+// coordinator reserves and shapes.
+type coordinatorRecorder struct {
+	mu       sync.Mutex
+	reserved []activities.ReserveInput
+	shaped   []shapers.Action
+	shapedAt []time.Time
+}
+
+func (r *coordinatorRecorder) register(env *testsuite.TestWorkflowEnvironment) {
+	var ctl *controlActivities
+	var pf *activities.Prefetcher
+	env.OnActivity(ctl.Snapshot, mock.Anything, mock.Anything).Return(func(ctx context.Context, _ SnapshotInput) (Snapshot, error) {
+		return Snapshot{Capacity: vec(16, 64), Free: vec(16, 64), Peak: map[string]float64{"W/train": 25},
+			Upcoming: []Upcoming{{Stage: "W/train", Start: env.Now().Add(4 * time.Second), Confidence: 0.95, Need: vec(4, 8)}}}, nil
+	}).Maybe()
+	env.OnActivity(pf.Reserve, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.ReserveInput) (activities.ReserveResult, error) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.reserved = append(r.reserved, in)
+		return activities.ReserveResult{Reservation: activities.Reservation{Key: in.Request.Key}}, nil
+	}).Maybe()
+	env.OnActivity(pf.Release, mock.Anything, mock.Anything).Return(true, nil).Maybe()
+	env.OnActivity(pf.Shape, mock.Anything, mock.Anything).Return(func(ctx context.Context, a shapers.Action) (shapers.Status, error) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.shaped = append(r.shaped, a)
+		r.shapedAt = append(r.shapedAt, env.Now())
+		return shapers.Status{Target: a.Target, Replicas: *a.Desired.Replicas}, nil
+	}).Maybe()
+}
+
+func trainConfig(mode Mode) CoordinatorConfig {
+	return CoordinatorConfig{Mode: mode, LedgerWorkflowID: "ledger", Pool: "p", Interval: time.Second,
+		Replicate: []StageTarget{{Stage: "W/train", Target: shapers.Target{Kind: "workerpool", Name: "train-replicas"}, Queue: "train-replicas"}}}
+}
+
+func queryRoutes(t *testing.T, env *testsuite.TestWorkflowEnvironment) map[string]string {
+	t.Helper()
+	v, err := env.QueryWorkflow(QueryRoutes)
+	require.NoError(t, err)
+	var routes map[string]string
+	require.NoError(t, v.Get(&routes))
+	return routes
+}
+
+// TestCoordinatorModes: in dry-run mode, every shaping action is marked
+// DryRun and nothing is reserved or routed; in forecast-only mode the
+// coordinator decides and acts on nothing; in prefetch mode it reserves,
+// shapes for real and routes the stage to its replicas.
+func TestCoordinatorModes(t *testing.T) {
+	for _, tc := range []struct {
+		mode             Mode
+		reserves, shapes bool
+		routed           bool
+	}{
+		{ModePrefetch, true, true, true},
+		{ModeDryRun, false, true, false},
+		{ModeForecastOnly, false, false, false},
+	} {
+		t.Run(string(tc.mode), func(t *testing.T) {
+			env := newEnv(t)
+			env.RegisterWorkflowWithOptions(Coordinator, workflow.RegisterOptions{Name: CoordinatorWorkflowName})
+			var rec coordinatorRecorder
+			rec.register(env)
+			var routes map[string]string
+			var decisions []Decision
+			env.RegisterDelayedCallback(func() {
+				routes = queryRoutes(t, env)
+				v, err := env.QueryWorkflow("decisions")
+				require.NoError(t, err)
+				require.NoError(t, v.Get(&decisions))
+			}, 2500*time.Millisecond)
+			env.ExecuteWorkflow(CoordinatorWorkflowName, CoordinatorInput{Fleet: "f", MaxTicks: 3, CoordinatorConfig: trainConfig(tc.mode)})
+			require.ErrorContains(t, env.GetWorkflowError(), "continue as new")
+
+			require.Len(t, decisions, 1, "decisions are made in every mode")
+			require.Equal(t, DecideReserve, decisions[0].Kind)
+			require.Equal(t, tc.reserves, len(rec.reserved) > 0, "reserved: %v", rec.reserved)
+			require.Equal(t, tc.shapes, len(rec.shaped) > 0, "shaped: %v", rec.shaped)
+			for _, a := range rec.shaped {
+				require.Equal(t, tc.mode == ModeDryRun, a.DryRun, "%s", a.Reason)
+			}
+			if tc.routed {
+				require.Equal(t, map[string]string{"W/train": "train-replicas"}, routes)
+			} else {
+				require.Empty(t, routes)
+			}
+		})
+	}
+}
+
+// TestCoordinatorIsReconfiguredByUpdate: an invalid configuration is
+// rejected by the validator and changes nothing; the same configuration
+// reports no change; one that stops replicating a stage withdraws its route
+// at once and stops its replicas only RouteGrace later.
+func TestCoordinatorIsReconfiguredByUpdate(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterWorkflowWithOptions(Coordinator, workflow.RegisterOptions{Name: CoordinatorWorkflowName})
+	var rec coordinatorRecorder
+	rec.register(env)
+	cfg := trainConfig(ModePrefetch)
+	type result struct {
+		changed, done bool
+		err           error
+	}
+	update := func(c CoordinatorConfig, r *result) {
+		env.UpdateWorkflow(UpdateConfigure, "", &testsuite.TestUpdateCallback{
+			OnAccept: func() {},
+			OnReject: func(e error) { r.err, r.done = e, true },
+			OnComplete: func(v any, e error) {
+				r.err, r.done = e, true
+				if e == nil {
+					r.changed = v.(bool)
+				}
+			},
+		}, c)
+	}
+	var invalid, same, removed result
+	var routesBefore, routesAfter map[string]string
+	var shapedAtRemoval int
+	var removedAt time.Time
+	env.RegisterDelayedCallback(func() {
+		routesBefore = queryRoutes(t, env)
+		bad := cfg
+		bad.Rule.ProtectedShare = 1.5
+		update(bad, &invalid)
+		update(cfg, &same)
+		without := cfg
+		without.Replicate = nil
+		rec.mu.Lock()
+		shapedAtRemoval = len(rec.shaped)
+		rec.mu.Unlock()
+		removedAt = env.Now()
+		update(without, &removed)
+	}, 2500*time.Millisecond)
+	env.RegisterDelayedCallback(func() { routesAfter = queryRoutes(t, env) }, 2600*time.Millisecond)
+	env.ExecuteWorkflow(CoordinatorWorkflowName, CoordinatorInput{Fleet: "f", MaxTicks: 12, CoordinatorConfig: cfg})
+	require.ErrorContains(t, env.GetWorkflowError(), "continue as new")
+
+	require.True(t, invalid.done && same.done && removed.done)
+	require.ErrorIs(t, invalid.err, ErrInvalidCoordinatorConfig)
+	var fe *FieldError
+	require.ErrorAs(t, invalid.err, &fe)
+	require.Equal(t, "protected_share", fe.Field)
+	require.NoError(t, same.err)
+	require.False(t, same.changed, "the same configuration changes nothing")
+	require.NoError(t, removed.err)
+	require.True(t, removed.changed)
+	require.Equal(t, map[string]string{"W/train": "train-replicas"}, routesBefore)
+	require.Empty(t, routesAfter, "the route goes as soon as the stage is no longer replicated")
+
+	require.Len(t, rec.shaped, shapedAtRemoval+1, "after the removal, one action: %v", rec.shaped)
+	last := rec.shaped[len(rec.shaped)-1]
+	require.Equal(t, 0, *last.Desired.Replicas, "its replicas are stopped: %s", last.Reason)
+	require.Contains(t, last.Reason, "no longer replicated")
+	require.GreaterOrEqual(t, rec.shapedAt[len(rec.shapedAt)-1].Sub(removedAt), RouteGrace, "only once the route has been gone for RouteGrace")
 }

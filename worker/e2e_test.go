@@ -246,9 +246,9 @@ func prefetchEndToEnd(t *testing.T, fleet string, shaper shapers.Shaper, target 
 		headstart.LedgerInput{Pool: pool, Capacity: resources.Vector{}.With(resources.CPU, 8).With(resources.Memory, 16<<30)})
 	require.NoError(t, err)
 	_, err = c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: headstart.CoordinatorWorkflowID(fleet), TaskQueue: opts.TaskQueue}, headstart.CoordinatorWorkflowName,
-		headstart.CoordinatorInput{Fleet: fleet, LedgerWorkflowID: ledgerID, Pool: pool, Interval: 300 * time.Millisecond,
+		headstart.CoordinatorInput{Fleet: fleet, CoordinatorConfig: headstart.CoordinatorConfig{LedgerWorkflowID: ledgerID, Pool: pool, Interval: 300 * time.Millisecond,
 			Rule:      headstart.CoordinatorOptions{MinConfidence: 0.5, ActuationTime: time.Second, Lead: time.Second},
-			Replicate: []headstart.StageTarget{{Stage: train, Target: target}}, HoldWith: holdWith})
+			Replicate: []headstart.StageTarget{{Stage: train, Target: target}}, HoldWith: holdWith}})
 	require.NoError(t, err)
 	defer func() {
 		_ = c.CancelWorkflow(context.Background(), headstart.CoordinatorWorkflowID(fleet), "")

@@ -25,6 +25,26 @@ type ReplicationOptions struct {
 	ReleaseWhenIdle bool
 }
 
+// Validate reports the first option out of its range as a *FieldError;
+// zero values are valid (they take the defaults).
+func (o ReplicationOptions) Validate() error {
+	for i, l := range o.Levels {
+		if l < 0 {
+			return &FieldError{fmt.Sprintf("levels[%d]", i), fmt.Sprintf("%d replicas is below 0", l)}
+		}
+		if i > 0 && l <= o.Levels[i-1] {
+			return &FieldError{"levels", fmt.Sprintf("%v do not ascend", o.Levels)}
+		}
+	}
+	switch {
+	case o.PerReplica < 0:
+		return &FieldError{"per_replica", fmt.Sprintf("%d is below 0", o.PerReplica)}
+	case o.ScaleDownAfter < 0:
+		return &FieldError{"scale_down_after", fmt.Sprintf("%v is negative", o.ScaleDownAfter)}
+	}
+	return nil
+}
+
 func (o ReplicationOptions) withDefaults() ReplicationOptions {
 	if len(o.Levels) == 0 {
 		o.Levels = []int{1, 2, 4, 8}
