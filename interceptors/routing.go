@@ -49,26 +49,37 @@ func (r *Router) Route(stage string) (string, bool) {
 // pollers seen through DescribeTaskQueue.
 type ReadyFunc func(ctx context.Context, queue string) (bool, error)
 
-// Sync sets each stage's route to its replica queue when replicas are ready
-// there, and clears it otherwise, so activities fall back to their own queue.
+// Sync makes the routes exactly the stages in replicas (stage → replica
+// queue) whose queue has replicas ready: every other stage's activities
+// stay on their own queue. On an error of ready, the routes are left as
+// they were.
 func (r *Router) Sync(ctx context.Context, replicas map[string]string, ready ReadyFunc) error {
 	stages := make([]string, 0, len(replicas))
 	for s := range replicas {
 		stages = append(stages, s)
 	}
 	sort.Strings(stages)
+	next := map[string]string{}
 	for _, s := range stages {
 		ok, err := ready(ctx, replicas[s])
 		if err != nil {
 			return err
 		}
 		if ok {
-			r.Set(s, replicas[s])
-		} else {
-			r.Set(s, "")
+			next[s] = replicas[s]
 		}
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.routes = next
 	return nil
+}
+
+// Clear removes every route.
+func (r *Router) Clear() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.routes = map[string]string{}
 }
 
 // RoutingOptions configure NewRouting.

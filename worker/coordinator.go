@@ -43,24 +43,45 @@ type FieldError struct {
 
 func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
 
-// under prefixes the field of a FieldError in err with parent.
-func under(parent string, err error) error {
-	var fe *FieldError
-	if errors.As(err, &fe) {
-		return &FieldError{Field: parent + "." + fe.Field, Reason: fe.Reason}
-	}
-	return err
+// fieldErrors collects every setting out of its range.
+type fieldErrors []error
+
+func (fs *fieldErrors) add(field, format string, args ...any) {
+	*fs = append(*fs, &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
 }
 
-// Validate reports the first knob out of its range as a *FieldError; zero
-// values are valid (they take the defaults).
+// under adds the FieldErrors in err (one, or joined) with their fields
+// prefixed by parent.
+func (fs *fieldErrors) under(parent string, err error) {
+	if err == nil {
+		return
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			fs.under(parent, e)
+		}
+		return
+	}
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		fs.add(parent+"."+fe.Field, "%s", fe.Reason)
+		return
+	}
+	*fs = append(*fs, err)
+}
+
+func (fs fieldErrors) err() error { return errors.Join(fs...) }
+
+// Validate reports every knob out of its range, each a *FieldError (joined
+// with errors.Join); zero values are valid (they take the defaults).
 func (o CoordinatorOptions) Validate() error {
+	var fs fieldErrors
 	for _, c := range []struct {
 		name   string
 		v, max float64
 	}{{"min_confidence", o.MinConfidence, 1}, {"protected_share", o.ProtectedShare, 0.99}, {"min_partial", o.MinPartial, 1}} {
 		if c.v < 0 || c.v > c.max {
-			return &FieldError{c.name, fmt.Sprintf("%v is outside [0, %v]", c.v, c.max)}
+			fs.add(c.name, "%v is outside [0, %v]", c.v, c.max)
 		}
 	}
 	for _, c := range []struct {
@@ -68,13 +89,13 @@ func (o CoordinatorOptions) Validate() error {
 		v    time.Duration
 	}{{"actuation_time", o.ActuationTime}, {"lead", o.Lead}, {"retry_after", o.RetryAfter}} {
 		if c.v < 0 {
-			return &FieldError{c.name, fmt.Sprintf("%v is negative", c.v)}
+			fs.add(c.name, "%v is negative", c.v)
 		}
 	}
 	if o.MaxMargin < 0 {
-		return &FieldError{"max_margin", fmt.Sprintf("%v is negative", o.MaxMargin)}
+		fs.add("max_margin", "%v is negative", o.MaxMargin)
 	}
-	return nil
+	return fs.err()
 }
 
 func (o CoordinatorOptions) withDefaults() CoordinatorOptions {

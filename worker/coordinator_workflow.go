@@ -82,9 +82,8 @@ type CoordinatorConfig struct {
 	HoldWith string
 }
 
-// Validate reports the first setting no coordinator can run with: an
-// error wrapping ErrInvalidCoordinatorConfig and a *FieldError that names
-// the setting.
+// Validate reports every setting no coordinator can run with: an error
+// wrapping ErrInvalidCoordinatorConfig and one *FieldError per setting.
 func (c CoordinatorConfig) Validate() error {
 	if err := c.validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidCoordinatorConfig, err)
@@ -93,46 +92,46 @@ func (c CoordinatorConfig) Validate() error {
 }
 
 func (c CoordinatorConfig) validate() error {
+	var fs fieldErrors
 	switch c.Mode {
 	case "", ModePrefetch, ModeDryRun, ModeForecastOnly:
 	default:
-		return &FieldError{"mode", fmt.Sprintf("%q is none of %s, %s, %s", c.Mode, ModePrefetch, ModeDryRun, ModeForecastOnly)}
+		fs.add("mode", "%q is none of %s, %s, %s", c.Mode, ModePrefetch, ModeDryRun, ModeForecastOnly)
 	}
-	switch {
-	case c.Pool == "":
-		return &FieldError{"pool", "not set"}
-	case c.LedgerWorkflowID == "":
-		return &FieldError{"ledger_workflow_id", "not set"}
-	case c.Interval < 0:
-		return &FieldError{"interval", fmt.Sprintf("%v is negative", c.Interval)}
+	if c.Pool == "" {
+		fs.add("pool", "not set")
+	}
+	if c.LedgerWorkflowID == "" {
+		fs.add("ledger_workflow_id", "not set")
+	}
+	if c.Interval < 0 {
+		fs.add("interval", "%v is negative", c.Interval)
 	}
 	if err := c.Rule.Validate(); err != nil {
-		return err
+		fs = append(fs, err)
 	}
-	if err := c.Replication.Validate(); err != nil {
-		return under("replication", err)
-	}
+	fs.under("replication", c.Replication.Validate())
 	seen := map[string]bool{}
 	for i, r := range c.Replicate {
 		at := fmt.Sprintf("replicate[%d]", i)
 		switch {
 		case r.Stage == "":
-			return &FieldError{at + ".stage", "not set"}
+			fs.add(at+".stage", "not set")
 		case seen[r.Stage]:
-			return &FieldError{at + ".stage", fmt.Sprintf("%s is listed twice", r.Stage)}
-		case r.Target.Kind == "":
-			return &FieldError{at + ".target.kind", "not set"}
-		case r.Target.Name == "":
-			return &FieldError{at + ".target.name", "not set"}
+			fs.add(at+".stage", "%s is listed twice", r.Stage)
+		}
+		if r.Target.Kind == "" {
+			fs.add(at+".target.kind", "not set")
+		}
+		if r.Target.Name == "" {
+			fs.add(at+".target.name", "not set")
 		}
 		seen[r.Stage] = true
 		if r.Replication != nil {
-			if err := r.Replication.Validate(); err != nil {
-				return under(at, err)
-			}
+			fs.under(at, r.Replication.Validate())
 		}
 	}
-	return nil
+	return fs.err()
 }
 
 func (c CoordinatorConfig) withDefaults() CoordinatorConfig {

@@ -25,24 +25,26 @@ type ReplicationOptions struct {
 	ReleaseWhenIdle bool
 }
 
-// Validate reports the first option out of its range as a *FieldError;
-// zero values are valid (they take the defaults).
+// Validate reports every option out of its range, each a *FieldError
+// (joined with errors.Join); zero values are valid (they take the defaults).
 func (o ReplicationOptions) Validate() error {
+	var fs fieldErrors
 	for i, l := range o.Levels {
 		if l < 0 {
-			return &FieldError{fmt.Sprintf("levels[%d]", i), fmt.Sprintf("%d replicas is below 0", l)}
+			fs.add(fmt.Sprintf("levels[%d]", i), "%d replicas is below 0", l)
 		}
 		if i > 0 && l <= o.Levels[i-1] {
-			return &FieldError{"levels", fmt.Sprintf("%v do not ascend", o.Levels)}
+			fs.add("levels", "%v do not ascend", o.Levels)
+			break
 		}
 	}
-	switch {
-	case o.PerReplica < 0:
-		return &FieldError{"per_replica", fmt.Sprintf("%d is below 0", o.PerReplica)}
-	case o.ScaleDownAfter < 0:
-		return &FieldError{"scale_down_after", fmt.Sprintf("%v is negative", o.ScaleDownAfter)}
+	if o.PerReplica < 0 {
+		fs.add("per_replica", "%d is below 0", o.PerReplica)
 	}
-	return nil
+	if o.ScaleDownAfter < 0 {
+		fs.add("scale_down_after", "%v is negative", o.ScaleDownAfter)
+	}
+	return fs.err()
 }
 
 func (o ReplicationOptions) withDefaults() ReplicationOptions {

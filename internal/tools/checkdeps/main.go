@@ -3,7 +3,7 @@
 //
 //	resources ◄── forecasting ◄── interceptors
 //	    ▲               ▲
-//	 shapers ◄──── activities ◄── worker ◄── cmd
+//	 shapers ◄──── activities ◄── worker ◄── config ◄── cmd
 //
 // Only non-test imports count. The rules are the table below; `make check-deps`
 // runs it over ./... of the module in the current folder.
@@ -38,7 +38,7 @@ type Rule struct {
 	External []string
 }
 
-var public = []string{"resources", "forecasting", "interceptors", "activities", "shapers", "worker", "samples"}
+var public = []string{"resources", "forecasting", "interceptors", "activities", "shapers", "worker", "config", "samples"}
 
 // Rules are checked most specific first: a package obeys the rule with the longest matching Path.
 var Rules = []Rule{
@@ -48,6 +48,8 @@ var Rules = []Rule{
 	{Path: "shapers", Internal: []string{"resources"}},
 	{Path: "activities", Internal: []string{"resources", "forecasting", "shapers"}},
 	{Path: "worker", Internal: []string{"resources", "forecasting", "interceptors", "activities", "shapers"}},
+	// config is the file's schema: it maps onto the control plane's types and starts nothing.
+	{Path: "config", Internal: []string{"resources", "worker"}},
 	{Path: "samples", Internal: public},
 	{Path: "internal", Internal: append([]string{"internal"}, public...)},
 	{Path: "cmd", Internal: append([]string{"internal"}, public...)},

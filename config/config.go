@@ -1,0 +1,204 @@
+// Package config is the schema of the file `headstart worker --config`
+// reads: the Temporal connection, the forecaster, the resource pools, the
+// coordinator with the stages it replicates, and the shapers. Load reads and
+// validates a file and reports every problem at once, each as
+// `file:line: field.path: why`; nothing is started from a file with one.
+// headstart.example.yaml at the repository's root documents every field.
+package config
+
+import (
+	"time"
+
+	"go.temporal.io/sdk/client"
+)
+
+// File is a whole configuration file. Zero values take the documented defaults.
+type File struct {
+	// Temporal is the connection to the Temporal frontend.
+	Temporal Temporal `yaml:"temporal"`
+	// Fleet names the forecaster and coordinator (headstart-forecaster-<fleet>).
+	// Default "default".
+	Fleet string `yaml:"fleet"`
+	// TaskQueue the control worker polls. Default "headstart".
+	TaskQueue string `yaml:"task_queue"`
+	// MetricsAddress serves the control worker's /metrics (host:port); empty: nowhere.
+	MetricsAddress string `yaml:"metrics_address"`
+	// Forecaster's options, for a forecaster the control plane starts.
+	Forecaster Forecaster `yaml:"forecaster"`
+	// Pools are the resource pools, one ledger each.
+	Pools []Pool `yaml:"pools"`
+	// Coordinator prefetches and replicates; absent: forecasting only.
+	Coordinator *Coordinator `yaml:"coordinator"`
+	// Shapers change real capacity; a stage's target kind names one.
+	Shapers Shapers `yaml:"shapers"`
+}
+
+// Temporal is the connection to the Temporal frontend.
+type Temporal struct {
+	// Address of the frontend (host:port). Default localhost:7233.
+	Address string `yaml:"address"`
+	// Namespace. Default "default".
+	Namespace string `yaml:"namespace"`
+}
+
+// Forecaster options; each zero value takes the forecaster's default.
+type Forecaster struct {
+	// PrometheusURL is the Prometheus HTTP API read for utilization.
+	PrometheusURL string `yaml:"prometheus_url"`
+	// Utilization names a PromQL query per resource (needs PrometheusURL).
+	Utilization map[string]string `yaml:"utilization"`
+	// MaxStages tracked (default 1000).
+	MaxStages int `yaml:"max_stages"`
+	// Quantile of memory predictions size for (default 0.99).
+	Quantile float64 `yaml:"quantile"`
+	// Window of recent tasks per stage (default 50).
+	Window int `yaml:"window"`
+	// FitInterval between demand-curve fits (default 1m).
+	FitInterval time.Duration `yaml:"fit_interval"`
+}
+
+// Pool is a resource pool and its capacity.
+type Pool struct {
+	// Name of the pool (the ledger is headstart-ledger-<name>). Required.
+	Name string `yaml:"name"`
+	// Capacity by resource kind (cpu, memory, disk_iops, disk_bytes,
+	// net_bytes) as quantities: 8, 500m, 16Gi. At least one is required.
+	Capacity map[string]string `yaml:"capacity"`
+}
+
+// Coordinator configures the prefetch loop.
+type Coordinator struct {
+	// Mode: prefetch (default), dry-run or forecast-only.
+	Mode string `yaml:"mode"`
+	// Pool reserved in; one of Pools. Required.
+	Pool string `yaml:"pool"`
+	// Interval between decisions (default 2s).
+	Interval time.Duration `yaml:"interval"`
+	// MinConfidence below which nothing is prefetched (default 0.8).
+	MinConfidence float64 `yaml:"min_confidence"`
+	// ActuationTime the shapers need to make capacity ready (default 5s).
+	ActuationTime time.Duration `yaml:"actuation_time"`
+	// Lead: extra time ahead of a predicted start (default 2s).
+	Lead time.Duration `yaml:"lead"`
+	// ProtectedShare of each pool never prefetched into (default 0.2).
+	ProtectedShare float64 `yaml:"protected_share"`
+	// MaxMargin over the need at the lowest confidence acted on (default 0.5).
+	MaxMargin float64 `yaml:"max_margin"`
+	// MinPartial: least share of a need worth reserving (default 0.5).
+	MinPartial float64 `yaml:"min_partial"`
+	// RetryAfter a delayed prefetch (default 5s).
+	RetryAfter time.Duration `yaml:"retry_after"`
+	// HoldWith: the target kind whose shaper holds reservations as real
+	// capacity (deployment: placeholder pods). Empty: in the ledger only.
+	HoldWith string `yaml:"hold_with"`
+	// Replication: the defaults of every replicated stage.
+	Replication Replication `yaml:"replication"`
+	// Replicate lists the stages replicated ahead of demand.
+	Replicate []Stage `yaml:"replicate"`
+}
+
+// Replication shapes how many replicas a stage gets.
+type Replication struct {
+	// Levels of replicas, ascending (default 1, 2, 4, 8).
+	Levels []int `yaml:"levels"`
+	// PerReplica: tasks one replica runs before they contend (default 10).
+	PerReplica int `yaml:"per_replica"`
+	// ScaleDownAfter: how long a lower level must suffice (default 2m).
+	ScaleDownAfter time.Duration `yaml:"scale_down_after"`
+	// ReleaseWhenIdle scales to the lowest level at once when nothing is
+	// predicted within the horizon.
+	ReleaseWhenIdle bool `yaml:"release_when_idle"`
+}
+
+// Stage is a stage replicated ahead of demand.
+type Stage struct {
+	// Stage name, WorkflowType/ActivityType. Required.
+	Stage string `yaml:"stage"`
+	// Target the replicas are made by. Required.
+	Target Target `yaml:"target"`
+	// Queue the replicas poll, where workers route the stage's activities
+	// while it has replicas. Default: the target's name for workerpool
+	// targets (a worker pool is named by its queue); none otherwise.
+	Queue string `yaml:"queue"`
+	// Replication overrides the coordinator's, field by field.
+	Replication `yaml:",inline"`
+}
+
+// Target names what a shaper changes.
+type Target struct {
+	// Kind: workerpool (shapers.workerpool) or deployment
+	// (shapers.kubernetes). Required; its shaper must be configured.
+	Kind string `yaml:"kind"`
+	// Name: the task queue (workerpool) or namespace/deployment (kubernetes).
+	Name string `yaml:"name"`
+}
+
+// Shapers configures the shapers; each is on when its section is present.
+type Shapers struct {
+	WorkerPool *WorkerPool `yaml:"workerpool"`
+	Kubernetes *Kubernetes `yaml:"kubernetes"`
+}
+
+// WorkerPool runs a stage's replicas as child processes of the control worker.
+type WorkerPool struct {
+	// Command runs one replica: a Temporal worker polling the stage's queue
+	// until SIGTERM. In its arguments, {queue}, {concurrency}, {address}
+	// and {namespace} are replaced. Required; the program must exist.
+	Command []string `yaml:"command"`
+	// Env adds KEY=VALUE pairs to the replicas' environment.
+	Env []string `yaml:"env"`
+	// Concurrency of each replica (default 10).
+	Concurrency int `yaml:"concurrency"`
+	// StartupDelay before a replica starts, standing in for a cold start (default none).
+	StartupDelay time.Duration `yaml:"startup_delay"`
+	// StopTimeout for a stopping replica before it is killed (default 10s).
+	StopTimeout time.Duration `yaml:"stop_timeout"`
+}
+
+// Kubernetes shapes Deployments and holds reservations as placeholder pods.
+type Kubernetes struct {
+	// Kubeconfig file; empty: the pod's ServiceAccount (in-cluster).
+	Kubeconfig string `yaml:"kubeconfig"`
+	// PlaceholderNamespace for placeholder pods (default "default").
+	PlaceholderNamespace string `yaml:"placeholder_namespace"`
+}
+
+// Defaults.
+const (
+	DefaultFleet     = "default"
+	DefaultTaskQueue = "headstart"
+)
+
+// withDefaults fills the connection's and names' defaults; the rest take
+// theirs where they are used.
+func (f File) withDefaults() File {
+	if f.Temporal.Address == "" {
+		f.Temporal.Address = client.DefaultHostPort
+	}
+	if f.Temporal.Namespace == "" {
+		f.Temporal.Namespace = client.DefaultNamespace
+	}
+	if f.Fleet == "" {
+		f.Fleet = DefaultFleet
+	}
+	if f.TaskQueue == "" {
+		f.TaskQueue = DefaultTaskQueue
+	}
+	if c := f.Coordinator; c != nil {
+		cc := *c
+		cc.Replicate = append([]Stage(nil), c.Replicate...)
+		for i, s := range cc.Replicate {
+			if s.Queue == "" && s.Target.Kind == KindWorkerPool {
+				cc.Replicate[i].Queue = s.Target.Name
+			}
+		}
+		f.Coordinator = &cc
+	}
+	return f
+}
+
+// The target kinds, one per shaper.
+const (
+	KindWorkerPool = "workerpool" // shapers.workerpool
+	KindDeployment = "deployment" // shapers.kubernetes
+)

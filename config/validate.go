@@ -1,0 +1,197 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/headstart-dev/headstart/resources"
+	"github.com/headstart-dev/headstart/worker"
+)
+
+// validate reports every problem of a file whose defaults are filled.
+func (p *parser) validate(f *File) {
+	p.hostPort("temporal.address", f.Temporal.Address)
+	if f.MetricsAddress != "" {
+		p.hostPort("metrics_address", f.MetricsAddress)
+	}
+	p.forecaster(f.Forecaster)
+	pools := map[string]bool{}
+	namesOK := true
+	for i, pool := range f.Pools {
+		at := fmt.Sprintf("pools[%d]", i)
+		switch {
+		case pool.Name == "":
+			p.at(at+".name", "not set")
+		case pools[pool.Name]:
+			p.at(at+".name", "%s is listed twice", pool.Name)
+		case strings.ContainsAny(pool.Name, " \t/"):
+			p.at(at+".name", "%q has a space or a slash", pool.Name)
+		}
+		namesOK = namesOK && pool.Name != "" && !strings.ContainsAny(pool.Name, " \t/")
+		pools[pool.Name] = true
+		if len(pool.Capacity) == 0 {
+			p.at(at+".capacity", "not set: give at least one of %s", kindList())
+		}
+		for _, k := range sortedKeys(pool.Capacity) {
+			if _, err := resources.ParseKind(k); err != nil {
+				p.at(at+".capacity."+k, "not a resource kind; one of %s", kindList())
+				continue
+			}
+			if _, err := resources.ParseQuantity(pool.Capacity[k]); err != nil {
+				p.at(at+".capacity."+k, "%q is not a quantity such as 8, 500m or 16Gi", pool.Capacity[k])
+			}
+		}
+	}
+	if c := f.Coordinator; c != nil {
+		if c.Pool != "" && !pools[c.Pool] && namesOK { // a bad name is reported above
+			p.at("coordinator.pool", "%q is not among the pools (%s)", c.Pool, strings.Join(sortedKeys(pools), ", "))
+		}
+		p.fieldErrors("coordinator", f.coordinatorConfig().Validate())
+		for i, s := range c.Replicate {
+			at := fmt.Sprintf("coordinator.replicate[%d].target", i)
+			switch s.Target.Kind {
+			case "":
+			case KindWorkerPool:
+				if f.Shapers.WorkerPool == nil {
+					p.at(at+".kind", "workerpool targets need shapers.workerpool")
+				}
+			case KindDeployment:
+				if f.Shapers.Kubernetes == nil {
+					p.at(at+".kind", "deployment targets need shapers.kubernetes")
+				}
+				if ns, name, ok := strings.Cut(s.Target.Name, "/"); s.Target.Name != "" && (!ok || ns == "" || name == "") {
+					p.at(at+".name", "%q is not namespace/deployment", s.Target.Name)
+				}
+			default:
+				p.at(at+".kind", "%q is none of %s, %s", s.Target.Kind, KindWorkerPool, KindDeployment)
+			}
+		}
+		switch c.HoldWith {
+		case "":
+		case KindDeployment:
+			if f.Shapers.Kubernetes == nil {
+				p.at("coordinator.hold_with", "deployment needs shapers.kubernetes")
+			}
+		default:
+			p.at("coordinator.hold_with", "%q cannot hold reservations; only %s can", c.HoldWith, KindDeployment)
+		}
+	}
+	if w := f.Shapers.WorkerPool; w != nil {
+		if len(w.Command) == 0 || w.Command[0] == "" {
+			p.at("shapers.workerpool.command", "not set: the program and arguments that run one replica")
+		} else if _, err := exec.LookPath(w.Command[0]); err != nil {
+			p.at("shapers.workerpool.command[0]", "%s", errors.Unwrap(err))
+		}
+		for i, e := range w.Env {
+			if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
+				p.at(fmt.Sprintf("shapers.workerpool.env[%d]", i), "%q is not KEY=VALUE", e)
+			}
+		}
+		if w.Concurrency < 0 {
+			p.at("shapers.workerpool.concurrency", "%d is below 0", w.Concurrency)
+		}
+		if w.StartupDelay < 0 {
+			p.at("shapers.workerpool.startup_delay", "%v is negative", w.StartupDelay)
+		}
+		if w.StopTimeout < 0 {
+			p.at("shapers.workerpool.stop_timeout", "%v is negative", w.StopTimeout)
+		}
+	}
+	if k := f.Shapers.Kubernetes; k != nil && k.Kubeconfig != "" {
+		if _, err := os.Stat(k.Kubeconfig); err != nil {
+			p.at("shapers.kubernetes.kubeconfig", "%v", err)
+		}
+	}
+}
+
+func (p *parser) forecaster(fc Forecaster) {
+	if fc.PrometheusURL != "" {
+		u, err := url.Parse(fc.PrometheusURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p.at("forecaster.prometheus_url", "%q is not an http:// or https:// URL", fc.PrometheusURL)
+		}
+	}
+	if len(fc.Utilization) > 0 && fc.PrometheusURL == "" {
+		p.at("forecaster.utilization", "needs forecaster.prometheus_url")
+	}
+	for _, k := range sortedKeys(fc.Utilization) {
+		if _, err := resources.ParseKind(k); err != nil {
+			p.at("forecaster.utilization."+k, "not a resource kind; one of %s", kindList())
+		}
+	}
+	if fc.MaxStages < 0 {
+		p.at("forecaster.max_stages", "%d is below 0", fc.MaxStages)
+	}
+	if fc.Quantile < 0 || fc.Quantile >= 1 {
+		p.at("forecaster.quantile", "%v is outside (0, 1)", fc.Quantile)
+	}
+	if fc.Window < 0 {
+		p.at("forecaster.window", "%d is below 0", fc.Window)
+	}
+	if fc.FitInterval < 0 {
+		p.at("forecaster.fit_interval", "%v is negative", fc.FitInterval)
+	}
+}
+
+func (p *parser) hostPort(path, v string) {
+	_, port, err := net.SplitHostPort(v)
+	if err != nil {
+		p.at(path, "%q is not host:port", v)
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		p.at(path, "%q has no port number", v)
+	}
+}
+
+// fieldErrors reports the worker package's FieldErrors in err under parent.
+func (p *parser) fieldErrors(parent string, err error) {
+	if err == nil {
+		return
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if e != worker.ErrInvalidCoordinatorConfig {
+				p.fieldErrors(parent, e)
+			}
+		}
+		return
+	}
+	var fe *worker.FieldError
+	if errors.As(err, &fe) {
+		if fe.Field == "ledger_workflow_id" {
+			return // derived from the pool
+		}
+		p.at(parent+"."+fe.Field, "%s", fe.Reason)
+		return
+	}
+	if w, ok := err.(interface{ Unwrap() error }); ok && w.Unwrap() != nil {
+		p.fieldErrors(parent, w.Unwrap())
+		return
+	}
+	p.at(parent, "%v", err)
+}
+
+func kindList() string {
+	names := make([]string, 0, resources.NumKinds)
+	for _, k := range resources.Kinds() {
+		names = append(names, k.String())
+	}
+	return strings.Join(names, ", ")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,177 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/headstart-dev/headstart/resources"
+)
+
+// Pool is a resource pool the control plane keeps a ledger for.
+type Pool struct {
+	Name     string
+	Capacity resources.Vector
+}
+
+// ControlPlane is what `headstart worker --config` runs besides the control
+// worker itself: the fleet's forecaster, one ledger per pool and, when set,
+// the coordinator.
+type ControlPlane struct {
+	// Options name the fleet and the control task queue, and hold the
+	// forecaster's options for a forecaster this start creates.
+	Options Options
+	// Pools to keep a ledger for.
+	Pools []Pool
+	// Coordinator's configuration; nil runs none.
+	Coordinator *CoordinatorConfig
+}
+
+// ErrInvalidControlPlane is wrapped by ControlPlane.Validate's errors.
+var ErrInvalidControlPlane = errors.New("invalid control plane")
+
+// Validate reports the first problem before anything is started.
+func (p ControlPlane) Validate() error {
+	seen := map[string]bool{}
+	for i, pool := range p.Pools {
+		switch {
+		case pool.Name == "":
+			return fmt.Errorf("%w: pools[%d]: no name", ErrInvalidControlPlane, i)
+		case seen[pool.Name]:
+			return fmt.Errorf("%w: pools[%d]: %s is listed twice", ErrInvalidControlPlane, i, pool.Name)
+		}
+		if err := pool.Capacity.Validate(); err != nil {
+			return fmt.Errorf("%w: pools[%d] (%s): capacity: %w", ErrInvalidControlPlane, i, pool.Name, err)
+		}
+		seen[pool.Name] = true
+	}
+	if c := p.Coordinator; c != nil {
+		if err := c.Validate(); err != nil {
+			return fmt.Errorf("%w: coordinator: %w", ErrInvalidControlPlane, err)
+		}
+		if !seen[c.Pool] {
+			return fmt.Errorf("%w: coordinator: pool %q is not among the pools", ErrInvalidControlPlane, c.Pool)
+		}
+	}
+	return nil
+}
+
+// Started says what Start did with one workflow.
+type Started struct {
+	WorkflowID, RunID string
+	// Attached is true when the workflow was already running.
+	Attached bool
+	// Changed is true when a running workflow's configuration was updated.
+	Changed bool
+}
+
+func (s Started) String() string {
+	switch {
+	case !s.Attached:
+		return "started " + s.WorkflowID
+	case s.Changed:
+		return "attached to " + s.WorkflowID + " and updated its configuration"
+	}
+	return "attached to " + s.WorkflowID
+}
+
+// Start starts the control plane's workflows, or attaches to them where
+// they run: a second Start, or a restart, makes no twins (each is started
+// with the conflict policy USE_EXISTING, so two racing starters get one
+// workflow). A running ledger whose capacity differs gets set-capacity, and
+// a running coordinator gets the configure update; both are validated by
+// the workflow before anything changes. The configuration is validated
+// first, so an invalid one starts nothing.
+func (p ControlPlane) Start(ctx context.Context, c client.Client) ([]Started, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	o := p.Options.withDefaults()
+	var out []Started
+	fid := ForecasterWorkflowID(o.Fleet)
+	s, err := startOrAttach(ctx, c, fid, o.TaskQueue, ForecasterWorkflowName, ForecasterInput{Options: o.Forecaster})
+	if err != nil {
+		return out, err
+	}
+	out = append(out, s)
+	for _, pool := range p.Pools {
+		id := LedgerWorkflowID(pool.Name)
+		s, err := startOrAttach(ctx, c, id, o.TaskQueue, LedgerWorkflowName, LedgerInput{Pool: pool.Name, Capacity: pool.Capacity})
+		if err != nil {
+			return out, err
+		}
+		if s.Attached {
+			if s.Changed, err = setCapacity(ctx, c, id, pool.Capacity); err != nil {
+				return out, err
+			}
+		}
+		out = append(out, s)
+	}
+	if p.Coordinator != nil {
+		cfg := *p.Coordinator
+		id := CoordinatorWorkflowID(o.Fleet)
+		s, err := startOrAttach(ctx, c, id, o.TaskQueue, CoordinatorWorkflowName, CoordinatorInput{Fleet: o.Fleet, CoordinatorConfig: cfg})
+		if err != nil {
+			return out, err
+		}
+		if s.Attached {
+			if err := update(ctx, c, id, UpdateConfigure, cfg, &s.Changed); err != nil {
+				return out, err
+			}
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// startOrAttach starts a workflow unless one with its ID is running.
+func startOrAttach(ctx context.Context, c client.Client, id, queue, workflowType string, input any) (Started, error) {
+	d, err := c.DescribeWorkflowExecution(ctx, id, "")
+	if err == nil && d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return Started{WorkflowID: id, RunID: d.GetWorkflowExecutionInfo().GetExecution().GetRunId(), Attached: true}, nil
+	}
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID: id, TaskQueue: queue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+	}, workflowType, input)
+	if err != nil {
+		return Started{}, fmt.Errorf("start %s: %w", id, err)
+	}
+	return Started{WorkflowID: id, RunID: run.GetRunID()}, nil
+}
+
+// setCapacity sets a running ledger's capacity when it differs.
+func setCapacity(ctx context.Context, c client.Client, id string, capacity resources.Vector) (bool, error) {
+	v, err := c.QueryWorkflow(ctx, id, "", QueryPool)
+	if err != nil {
+		return false, fmt.Errorf("query pool of %s: %w", id, err)
+	}
+	var pool PoolStatus
+	if err := v.Get(&pool); err != nil {
+		return false, fmt.Errorf("decode pool of %s: %w", id, err)
+	}
+	if pool.Capacity == capacity {
+		return false, nil
+	}
+	var reclaimed []string
+	if err := update(ctx, c, id, UpdateSetCapacity, capacity, &reclaimed); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+func update(ctx context.Context, c client.Client, id, name string, arg, result any) error {
+	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: id, UpdateName: name, Args: []any{arg}, WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err != nil {
+		return fmt.Errorf("%s on %s: %w", name, id, err)
+	}
+	if err := h.Get(ctx, result); err != nil {
+		return fmt.Errorf("%s on %s: %w", name, id, err)
+	}
+	return nil
+}
