@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # make run: the whole stack on this machine, on 127.0.0.1.
 #   - the Temporal dev server with its Web UI, state kept in .run/temporal.db
-#   - the Headstart control worker (the forecaster)
+#   - the Headstart control worker, configured by samples/pipeline/headstart.yaml:
+#     the forecaster, a ledger, the coordinator, and Transform's replicas
 #   - the pipeline sample's worker, profiled by Headstart, serving /metrics
 #   - a starter that keeps submitting pipelines at a varying rate
 # Ports: TEMPORAL_PORT (default 7233), TEMPORAL_UI_PORT (default 8233) and
 # METRICS_PORT (the worker's /metrics, default 9464), or the next free ones. HEADSTART_RUN_DIR (default .run) holds the state and
-# logs. STARTER_ARGS are passed to the starter. Ctrl-C stops
+# logs. HEADSTART_CONFIG (default samples/pipeline/headstart.yaml) configures the
+# control worker. STARTER_ARGS are passed to the starter. Ctrl-C stops
 # every child process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,7 +58,8 @@ until "$temporal" operator cluster health --address "$address" >/dev/null 2>&1; 
   sleep 0.2
 done
 
-"$state/bin/headstart" worker -address "$address" >"$state/headstart.log" 2>&1 &
+HEADSTART_BIN=$(cd "$state/bin" && pwd) "$state/bin/headstart" worker -address "$address" \
+  -config "${HEADSTART_CONFIG:-samples/pipeline/headstart.yaml}" >"$state/headstart.log" 2>&1 &
 pids+=($!)
 "$state/bin/worker" -address "$address" -metrics-address "127.0.0.1:$metrics_port" >"$state/worker.log" 2>&1 &
 pids+=($!)
@@ -70,6 +73,8 @@ Headstart dev stack is up:
   Temporal frontend $address
   worker metrics    http://127.0.0.1:$metrics_port/metrics
   forecaster        http://127.0.0.1:$ui_port/namespaces/default/workflows/headstart-forecaster-default
+  coordinator       http://127.0.0.1:$ui_port/namespaces/default/workflows/headstart-coordinator-default
+  ledger            http://127.0.0.1:$ui_port/namespaces/default/workflows/headstart-ledger-local
   logs              $state/temporal.log $state/headstart.log $state/worker.log $state/starter.log
 Ctrl-C stops everything.
 MSG

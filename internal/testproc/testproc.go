@@ -51,6 +51,9 @@ func Start(name, bin string, args ...string) (*Proc, error) {
 	return p, nil
 }
 
+// Pid is the process's ID.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
 // Exited returns an error saying how the process ended, or nil while it runs.
 func (p *Proc) Exited() error {
 	select {

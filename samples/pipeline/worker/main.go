@@ -1,7 +1,9 @@
 // Command worker runs the pipeline sample's worker with Headstart's profiler:
 // observations go in batches to the Headstart forecaster (run `headstart
 // worker` beside it) and the profiler's Prometheus metrics are served at
-// http://<-metrics-address>/metrics.
+// http://<-metrics-address>/metrics. With -route, a stage the coordinator
+// replicates is routed to its replicas' queue while they poll it (the same
+// binary, run by the coordinator's worker pool with -task-queue).
 package main
 
 import (
@@ -19,7 +21,7 @@ import (
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 
-	"github.com/headstart-dev/headstart/interceptors"
+	hsinterceptors "github.com/headstart-dev/headstart/interceptors"
 	"github.com/headstart-dev/headstart/samples/pipeline"
 	headstart "github.com/headstart-dev/headstart/worker"
 )
@@ -31,6 +33,7 @@ func main() {
 	metricsAddress := flag.String("metrics-address", "127.0.0.1:9464", "where to serve /metrics; empty: nowhere")
 	fleet := flag.String("fleet", "default", "the Headstart forecaster to send observations to; empty: none")
 	taskQueue := flag.String("task-queue", pipeline.TaskQueue, "the task queue to poll: the pipeline's, or a replicated stage's own")
+	route := flag.Bool("route", true, "route replicated stages to their replicas, following the fleet's coordinator")
 	flag.Parse()
 
 	c, err := client.Dial(client.Options{HostPort: *address, Namespace: *namespace})
@@ -40,16 +43,16 @@ func main() {
 	defer c.Close()
 
 	registry := prometheus.NewRegistry()
-	var sink interceptors.Sink
+	var sink hsinterceptors.Sink
 	if *fleet != "" {
-		sink, err = interceptors.NewBatchingSink(interceptors.BatchOptions{
+		sink, err = hsinterceptors.NewBatchingSink(hsinterceptors.BatchOptions{
 			Send: headstart.ForecasterSender(c, headstart.Options{Fleet: *fleet}),
 		})
 		if err != nil {
 			log.Fatal(err)
 		}
 	}
-	profiler, err := interceptors.NewProfiler(interceptors.ProfilerOptions{Registerer: registry, Sink: sink})
+	profiler, err := hsinterceptors.NewProfiler(hsinterceptors.ProfilerOptions{Registerer: registry, Sink: sink})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -77,9 +80,21 @@ func main() {
 		defer srv.Close()
 	}
 
-	w := worker.New(c, *taskQueue, worker.Options{
-		Interceptors: []interceptor.WorkerInterceptor{profiler},
-	})
+	interceptors := []interceptor.WorkerInterceptor{profiler}
+	if *route && *fleet != "" {
+		router := hsinterceptors.NewRouter()
+		interceptors = append(interceptors, hsinterceptors.NewRouting(router, hsinterceptors.RoutingOptions{}))
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		var lastLog time.Time
+		go headstart.SyncRoutes(ctx, c, router, headstart.RouteSyncOptions{Fleet: *fleet, Namespace: *namespace, OnError: func(err error) {
+			if time.Since(lastLog) > time.Minute { // until the coordinator runs, every sync fails: say so once a minute
+				lastLog = time.Now()
+				log.Printf("routes (activities stay on their own queues): %v", err)
+			}
+		}})
+	}
+	w := worker.New(c, *taskQueue, worker.Options{Interceptors: interceptors})
 	w.RegisterWorkflow(pipeline.Pipeline)
 	w.RegisterActivity(&pipeline.Activities{Dir: *dir})
 	if err := w.Run(worker.InterruptCh()); err != nil {
