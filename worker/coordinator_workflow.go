@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -132,6 +132,25 @@ func (c CoordinatorConfig) validate() error {
 		}
 	}
 	return fs.err()
+}
+
+func (c CoordinatorConfig) equal(o CoordinatorConfig) bool {
+	if c.Mode != o.Mode || c.LedgerWorkflowID != o.LedgerWorkflowID || c.Pool != o.Pool || c.Interval != o.Interval ||
+		c.Rule != o.Rule || !c.Replication.equal(o.Replication) || c.HoldWith != o.HoldWith || len(c.Replicate) != len(o.Replicate) {
+		return false
+	}
+	for i, r := range c.Replicate {
+		q := o.Replicate[i]
+		if r.Stage != q.Stage || r.Target != q.Target || r.Queue != q.Queue || (r.Replication == nil) != (q.Replication == nil) ||
+			(r.Replication != nil && !r.Replication.equal(*q.Replication)) {
+			return false
+		}
+	}
+	return true
+}
+
+func (o ReplicationOptions) equal(p ReplicationOptions) bool {
+	return slices.Equal(o.Levels, p.Levels) && o.PerReplica == p.PerReplica && o.ScaleDownAfter == p.ScaleDownAfter && o.ReleaseWhenIdle == p.ReleaseWhenIdle
 }
 
 func (c CoordinatorConfig) withDefaults() CoordinatorConfig {
@@ -369,7 +388,7 @@ func Coordinator(ctx workflow.Context, in CoordinatorInput) error {
 	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateConfigure,
 		func(ctx workflow.Context, c CoordinatorConfig) (bool, error) {
-			if reflect.DeepEqual(c, in.CoordinatorConfig) {
+			if c.equal(in.CoordinatorConfig) {
 				return false, nil
 			}
 			st = reconfigured(st, in.CoordinatorConfig, c, workflow.Now(ctx))
