@@ -37,7 +37,7 @@ test: temporal prometheus kubernetes ## all unit and integration tests, with -ra
 	$(GO) test -timeout $(TEST_TIMEOUT) -count=1 -run 'TestSinkFailuresNeverReachActivities' $(TEST_FLAGS) ./interceptors/
 
 .PHONY: lint
-lint: vet staticcheck workflowcheck check-deps ## go vet, staticcheck, workflowcheck and check-deps
+lint: vet staticcheck workflowcheck check-deps check-size ## go vet, staticcheck, workflowcheck, check-deps and check-size
 
 .PHONY: vet
 vet: ## go vet
@@ -54,6 +54,11 @@ workflowcheck: $(TOOLS)/workflowcheck ## determinism check of workflow code
 .PHONY: check-deps
 check-deps: ## fail when a package imports against the direction in DESIGN.md
 	$(GO) run ./internal/tools/checkdeps
+
+.PHONY: check-size
+check-size: ## fail when a tracked file is over 1 MiB (a built binary committed by mistake)
+	@big=$$(git ls-files -z | xargs -0 -r stat -c '%s %n' 2>/dev/null | awk '$$1 > 1048576 {print}'); \
+		if [ -n "$$big" ]; then echo "tracked files over 1 MiB (build outputs belong in .gitignore):" >&2; echo "$$big" >&2; exit 1; fi
 
 .PHONY: temporal
 temporal: $(TEMPORAL) ## build the pinned Temporal CLI into the cache (about 8 minutes cold)
