@@ -50,7 +50,14 @@ func (p *Prefetcher) Release(ctx context.Context, in ReleaseInput) (bool, error)
 }
 
 func (p *Prefetcher) update(ctx context.Context, id, name string, arg, result any) error {
-	h, err := p.Client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+	return Update(ctx, p.Client, id, name, arg, result)
+}
+
+// Update runs the update name with arg on the workflow id, waits for it to
+// complete and decodes its result into result. Errors name the update and
+// the workflow, and wrap the client's.
+func Update(ctx context.Context, c client.Client, id, name string, arg, result any) error {
+	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID: id, UpdateName: name, Args: []any{arg}, WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
 	if err != nil {

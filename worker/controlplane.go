@@ -8,6 +8,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/headstart-dev/headstart/activities"
 	"github.com/headstart-dev/headstart/resources"
 )
 
@@ -118,7 +119,7 @@ func (p ControlPlane) Start(ctx context.Context, c client.Client) ([]Started, er
 			return out, err
 		}
 		if s.Attached {
-			if err := update(ctx, c, id, UpdateConfigure, cfg, &s.Changed); err != nil {
+			if err := activities.Update(ctx, c, id, UpdateConfigure, cfg, &s.Changed); err != nil {
 				return out, err
 			}
 		}
@@ -157,21 +158,8 @@ func setCapacity(ctx context.Context, c client.Client, id string, capacity resou
 		return false, nil
 	}
 	var reclaimed []string
-	if err := update(ctx, c, id, UpdateSetCapacity, capacity, &reclaimed); err != nil {
+	if err := activities.Update(ctx, c, id, UpdateSetCapacity, capacity, &reclaimed); err != nil {
 		return false, err
 	}
 	return true, nil
-}
-
-func update(ctx context.Context, c client.Client, id, name string, arg, result any) error {
-	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID: id, UpdateName: name, Args: []any{arg}, WaitForStage: client.WorkflowUpdateStageCompleted,
-	})
-	if err != nil {
-		return fmt.Errorf("%s on %s: %w", name, id, err)
-	}
-	if err := h.Get(ctx, result); err != nil {
-		return fmt.Errorf("%s on %s: %w", name, id, err)
-	}
-	return nil
 }
