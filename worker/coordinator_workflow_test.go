@@ -373,3 +373,61 @@ func TestCoordinatorIsReconfiguredByUpdate(t *testing.T) {
 	require.Contains(t, last.Reason, "no longer replicated")
 	require.GreaterOrEqual(t, rec.shapedAt[len(rec.shapedAt)-1].Sub(removedAt), RouteGrace, "only once the route has been gone for RouteGrace")
 }
+
+// TestCoordinatorWithdrawsARouteBeforeScalingToZero: when a routed stage's
+// plan drops to zero replicas, its route goes at once and its replicas are
+// stopped only RouteGrace later, so that no worker sends it a task then.
+func TestCoordinatorWithdrawsARouteBeforeScalingToZero(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterWorkflowWithOptions(Coordinator, workflow.RegisterOptions{Name: CoordinatorWorkflowName})
+	var ctl *controlActivities
+	var pf *activities.Prefetcher
+	var mu sync.Mutex
+	busy := true
+	env.OnActivity(ctl.Snapshot, mock.Anything, mock.Anything).Return(func(ctx context.Context, _ SnapshotInput) (Snapshot, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		s := Snapshot{Capacity: vec(16, 64), Free: vec(16, 64), Peak: map[string]float64{}}
+		if busy {
+			s.Peak["W/train"] = 15
+		}
+		return s, nil
+	})
+	var shaped []shapers.Action
+	var shapedAt []time.Time
+	env.OnActivity(pf.Shape, mock.Anything, mock.Anything).Return(func(ctx context.Context, a shapers.Action) (shapers.Status, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		shaped, shapedAt = append(shaped, a), append(shapedAt, env.Now())
+		return shapers.Status{Target: a.Target, Replicas: *a.Desired.Replicas}, nil
+	})
+	cfg := trainConfig(ModePrefetch)
+	cfg.Replication = ReplicationOptions{Levels: []int{0, 1, 2}, ReleaseWhenIdle: true}
+	var routesBusy, routesIdle map[string]string
+	var idleAt time.Time
+	env.RegisterDelayedCallback(func() {
+		routesBusy = queryRoutes(t, env)
+		mu.Lock()
+		busy = false
+		mu.Unlock()
+	}, 2500*time.Millisecond)
+	env.RegisterDelayedCallback(func() {
+		routesIdle = queryRoutes(t, env)
+		idleAt = env.Now() // the tick at 3 s saw the stage idle and withdrew its route
+	}, 3500*time.Millisecond)
+	env.ExecuteWorkflow(CoordinatorWorkflowName, CoordinatorInput{Fleet: "f", MaxTicks: 12, CoordinatorConfig: cfg})
+	require.ErrorContains(t, env.GetWorkflowError(), "continue as new")
+
+	require.Equal(t, map[string]string{"W/train": "train-replicas"}, routesBusy)
+	require.Empty(t, routesIdle, "the route goes as soon as no replica is planned")
+	var zeroAt time.Time
+	for i, a := range shaped {
+		if *a.Desired.Replicas == 0 {
+			zeroAt = shapedAt[i]
+			break
+		}
+		require.Equal(t, 2, *a.Desired.Replicas, "%s", a.Reason)
+	}
+	require.False(t, zeroAt.IsZero(), "the replicas are stopped: %v", shaped)
+	require.GreaterOrEqual(t, zeroAt.Sub(idleAt.Add(-500*time.Millisecond)), RouteGrace, "RouteGrace after the route went")
+}
