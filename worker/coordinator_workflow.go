@@ -178,15 +178,17 @@ type CoordinatorInput struct {
 type CoordinatorState struct {
 	Held  map[string]string      // stage → the key of its prefetch reservation
 	Plans map[string]ReplicaPlan // stage → replicas planned
-	// Retiring are stages no longer replicated whose replicas stop once
-	// their route has been withdrawn for RouteGrace, by stage.
+	// Retiring are the stages whose replicas stop once their route has
+	// been withdrawn for RouteGrace, by stage.
 	Retiring map[string]Retiring `json:",omitempty"`
 }
 
-// Retiring is a stage on its way to zero replicas.
+// Retiring is a stage on its way to zero replicas: no longer replicated,
+// or planned down to none.
 type Retiring struct {
 	Target shapers.Target
 	Since  time.Time // when its route was withdrawn
+	Reason string    // why its replicas stop
 }
 
 // RouteGrace is how long a stage's route is withdrawn before its replicas
@@ -474,13 +476,11 @@ func Coordinator(ctx workflow.Context, in CoordinatorInput) error {
 			prev := st.Plans[r.Stage]
 			plan, reason := PlanReplicas(prev, snap.Peak[r.Stage], now, opts)
 			if plan.Replicas == 0 && prev.Replicas > 0 && r.Queue != "" && cfg.Mode == ModePrefetch {
-				// Withdraw the route first; stop the replicas once workers have seen it go.
-				if since, ok := st.Retiring[r.Stage]; !ok || now.Sub(since.Since) < RouteGrace {
-					if !ok {
-						st.Retiring[r.Stage] = Retiring{Target: r.Target, Since: now}
-					}
-					continue
+				// Withdraw the route now; its replicas stop RouteGrace later, below.
+				if _, retiring := st.Retiring[r.Stage]; !retiring {
+					st.Retiring[r.Stage] = Retiring{Target: r.Target, Since: now, Reason: reason}
 				}
+				continue
 			}
 			delete(st.Retiring, r.Stage)
 			if plan.Replicas != prev.Replicas || (again && cfg.Mode == ModePrefetch) {
@@ -501,21 +501,25 @@ func Coordinator(ctx workflow.Context, in CoordinatorInput) error {
 			}
 			st.Plans[r.Stage] = plan
 		}
-		// Stages no longer replicated: stop their replicas once their route has been withdrawn long enough.
+		// Retiring stages: stop their replicas once their route has been withdrawn for RouteGrace.
 		for _, stage := range sortedKeys(st.Retiring) {
 			r := st.Retiring[stage]
-			if replicated(cfg, stage) || now.Sub(r.Since) < RouteGrace {
+			if now.Sub(r.Since) < RouteGrace {
 				continue
 			}
 			if cfg.Mode == ModePrefetch {
-				a := shapers.Action{Target: r.Target, Desired: shapers.Desired{Replicas: shapers.Int(0)}, Reason: stage + " is no longer replicated"}
+				a := shapers.Action{Target: r.Target, Desired: shapers.Desired{Replicas: shapers.Int(0)}, Reason: r.Reason}
 				if err := workflow.ExecuteActivity(act(fmt.Sprintf("replicate %s ×0: %s", stage, a.Reason)), pf.Shape, a).Get(ctx, nil); err != nil {
 					logger.Warn("shape failed", "stage", stage, "error", err)
 					continue
 				}
 			}
 			delete(st.Retiring, stage)
-			delete(st.Plans, stage)
+			if replicated(cfg, stage) {
+				st.Plans[stage] = ReplicaPlan{}
+			} else {
+				delete(st.Plans, stage)
+			}
 		}
 		workflow.SetCurrentDetails(ctx, coordinatorDetails(cfg.Mode, last, st))
 		if workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
@@ -561,7 +565,7 @@ func routes(cfg CoordinatorConfig, st CoordinatorState) map[string]string {
 func reconfigured(st CoordinatorState, old, next CoordinatorConfig, now time.Time) CoordinatorState {
 	for _, r := range old.Replicate {
 		if !replicated(next, r.Stage) && st.Plans[r.Stage].Replicas > 0 {
-			st.Retiring[r.Stage] = Retiring{Target: r.Target, Since: now}
+			st.Retiring[r.Stage] = Retiring{Target: r.Target, Since: now, Reason: r.Stage + " is no longer replicated"}
 		}
 	}
 	if next.withDefaults().Mode == ModePrefetch && old.withDefaults().Mode != ModePrefetch {
