@@ -22,20 +22,10 @@ func (p *parser) validate(f *File) {
 		p.hostPort("metrics_address", f.MetricsAddress)
 	}
 	p.forecaster(f.Forecaster)
-	pools := map[string]bool{}
-	namesOK := true
+	// Pool names, the coordinator's settings and its pool: the control plane's own rules.
+	p.fieldErrors(f.ControlPlane().Validate())
 	for i, pool := range f.Pools {
 		at := fmt.Sprintf("pools[%d]", i)
-		switch {
-		case pool.Name == "":
-			p.at(at+".name", "not set")
-		case pools[pool.Name]:
-			p.at(at+".name", "%s is listed twice", pool.Name)
-		case strings.ContainsAny(pool.Name, " \t/"):
-			p.at(at+".name", "%q has a space or a slash", pool.Name)
-		}
-		namesOK = namesOK && pool.Name != "" && !strings.ContainsAny(pool.Name, " \t/")
-		pools[pool.Name] = true
 		if len(pool.Capacity) == 0 {
 			p.at(at+".capacity", "not set: give at least one of %s", kindList())
 		}
@@ -50,10 +40,6 @@ func (p *parser) validate(f *File) {
 		}
 	}
 	if c := f.Coordinator; c != nil {
-		if c.Pool != "" && !pools[c.Pool] && namesOK { // a bad name is reported above
-			p.at("coordinator.pool", "%q is not among the pools (%s)", c.Pool, strings.Join(sortedKeys(pools), ", "))
-		}
-		p.fieldErrors("coordinator", f.coordinatorConfig().Validate())
 		for i, s := range c.Replicate {
 			at := fmt.Sprintf("coordinator.replicate[%d].target", i)
 			switch s.Target.Kind {
@@ -151,32 +137,24 @@ func (p *parser) hostPort(path, v string) {
 	}
 }
 
-// fieldErrors reports the worker package's FieldErrors in err under parent.
-func (p *parser) fieldErrors(parent string, err error) {
-	if err == nil {
-		return
-	}
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		for _, e := range j.Unwrap() {
-			if e != worker.ErrInvalidCoordinatorConfig {
-				p.fieldErrors(parent, e)
+// fieldErrors reports the worker package's FieldErrors in err (one, or
+// joined), each at its field's line.
+func (p *parser) fieldErrors(err error) {
+	switch e := err.(type) {
+	case nil:
+	case interface{ Unwrap() []error }:
+		for _, e := range e.Unwrap() {
+			if e != worker.ErrInvalidControlPlane {
+				p.fieldErrors(e)
 			}
 		}
-		return
-	}
-	var fe *worker.FieldError
-	if errors.As(err, &fe) {
-		if fe.Field == "ledger_workflow_id" {
-			return // derived from the pool
+	case *worker.FieldError:
+		if e.Field != "coordinator.ledger_workflow_id" { // derived from the pool
+			p.at(e.Field, "%s", e.Reason)
 		}
-		p.at(parent+"."+fe.Field, "%s", fe.Reason)
-		return
+	default:
+		p.at("", "%v", err)
 	}
-	if w, ok := err.(interface{ Unwrap() error }); ok && w.Unwrap() != nil {
-		p.fieldErrors(parent, w.Unwrap())
-		return
-	}
-	p.at(parent, "%v", err)
 }
 
 func kindList() string {

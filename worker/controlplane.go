@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
@@ -34,28 +35,38 @@ type ControlPlane struct {
 // ErrInvalidControlPlane is wrapped by ControlPlane.Validate's errors.
 var ErrInvalidControlPlane = errors.New("invalid control plane")
 
-// Validate reports the first problem before anything is started.
+// Validate reports every problem before anything is started: an error
+// wrapping ErrInvalidControlPlane and one *FieldError per problem, named
+// as the configuration file names the field.
 func (p ControlPlane) Validate() error {
+	var fs fieldErrors
 	seen := map[string]bool{}
+	named := true // every pool has a usable name, so the coordinator's can be looked up
 	for i, pool := range p.Pools {
+		at := fmt.Sprintf("pools[%d]", i)
 		switch {
 		case pool.Name == "":
-			return fmt.Errorf("%w: pools[%d]: no name", ErrInvalidControlPlane, i)
+			fs.add(at+".name", "not set")
 		case seen[pool.Name]:
-			return fmt.Errorf("%w: pools[%d]: %s is listed twice", ErrInvalidControlPlane, i, pool.Name)
+			fs.add(at+".name", "%s is listed twice", pool.Name)
+		case strings.ContainsAny(pool.Name, " \t\n/"):
+			// It is part of the ledger's workflow ID, and of its Web UI address.
+			fs.add(at+".name", "%q has a space or a slash", pool.Name)
 		}
-		if err := pool.Capacity.Validate(); err != nil {
-			return fmt.Errorf("%w: pools[%d] (%s): capacity: %w", ErrInvalidControlPlane, i, pool.Name, err)
-		}
+		named = named && pool.Name != "" && !strings.ContainsAny(pool.Name, " \t\n/")
 		seen[pool.Name] = true
+		if err := pool.Capacity.Validate(); err != nil {
+			fs.add(at+".capacity", "%v", err)
+		}
 	}
 	if c := p.Coordinator; c != nil {
-		if err := c.Validate(); err != nil {
-			return fmt.Errorf("%w: coordinator: %w", ErrInvalidControlPlane, err)
+		fs.under("coordinator", c.validate())
+		if c.Pool != "" && named && !seen[c.Pool] {
+			fs.add("coordinator.pool", "%q is not among the pools (%s)", c.Pool, strings.Join(sortedKeys(seen), ", "))
 		}
-		if !seen[c.Pool] {
-			return fmt.Errorf("%w: coordinator: pool %q is not among the pools", ErrInvalidControlPlane, c.Pool)
-		}
+	}
+	if err := fs.err(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidControlPlane, err)
 	}
 	return nil
 }
