@@ -82,7 +82,7 @@ func Parse(name string, data []byte) (*File, error) {
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&root); err != nil && !errors.Is(err, io.EOF) {
-		p.add(yamlLine(err), "", strings.TrimPrefix(err.Error(), "yaml: "))
+		p.add(lineIn(err.Error()), "", strings.TrimPrefix(err.Error(), "yaml: "))
 		return nil, p.errs
 	}
 	var f File
@@ -92,10 +92,10 @@ func Parse(name string, data []byte) (*File, error) {
 		if err := root.Content[0].Decode(&f); err != nil {
 			var te *yaml.TypeError
 			if !errors.As(err, &te) {
-				p.add(yamlLine(err), "", err.Error())
+				p.add(lineIn(err.Error()), "", err.Error())
 			} else {
 				for _, msg := range te.Errors {
-					line := yamlLine(errors.New(msg))
+					line := lineIn(msg)
 					p.add(line, p.fieldAt(line), typeMessage(msg))
 				}
 			}
@@ -245,8 +245,9 @@ func sortedNames(m map[string]reflect.Type) []string {
 
 var lineRef = regexp.MustCompile(`line (\d+)`)
 
-func yamlLine(err error) int {
-	if m := lineRef.FindStringSubmatch(err.Error()); m != nil {
+// lineIn is the line number a YAML error message names, or 0.
+func lineIn(msg string) int {
+	if m := lineRef.FindStringSubmatch(msg); m != nil {
 		n, _ := strconv.Atoi(m[1])
 		return n
 	}

@@ -52,7 +52,7 @@ func TestTheBinaryRunsTheWholeChainFromItsConfig(t *testing.T) {
 	}
 	first := control()
 	waitFor(t, time.Minute, "the control worker to start its workflows", func() bool {
-		return strings.Count(first.Log.Tail(1<<16), "started headstart-") == 3 || first.Exited() != nil
+		return strings.Count(first.Log.Tail(1<<20), "started headstart-") == 3 || first.Exited() != nil
 	})
 	if err := first.Exited(); err != nil {
 		t.Fatalf("%v\n%s", err, first.Log.Tail(4096))
@@ -102,7 +102,7 @@ func TestTheBinaryRunsTheWholeChainFromItsConfig(t *testing.T) {
 	restarted := time.Now()
 	second := control()
 	waitFor(t, time.Minute, "the restarted control worker to attach", func() bool {
-		return strings.Count(second.Log.Tail(1<<16), "attached to headstart-") == 3 || second.Exited() != nil
+		return strings.Count(second.Log.Tail(1<<20), "attached to headstart-") == 3 || second.Exited() != nil
 	})
 	if err := second.Exited(); err != nil {
 		t.Fatalf("%v\n%s", err, second.Log.Tail(4096))
