@@ -50,6 +50,13 @@ func TestTheBinaryRunsTheWholeChainFromItsConfig(t *testing.T) {
 		t.Cleanup(func() { p.Stop(30 * time.Second) })
 		return p
 	}
+	ids := []string{headstart.ForecasterWorkflowID("default"), headstart.LedgerWorkflowID("local"), headstart.CoordinatorWorkflowID("default")}
+	t.Cleanup(func() { // the next test on this server starts its own
+		for _, id := range ids {
+			_ = c.TerminateWorkflow(context.Background(), id, "", "test over")
+		}
+	})
+	began := time.Now()
 	first := control()
 	waitFor(t, time.Minute, "the control worker to start its workflows", func() bool {
 		return strings.Count(first.Log.Tail(1<<20), "started headstart-") == 3 || first.Exited() != nil
@@ -73,10 +80,9 @@ func TestTheBinaryRunsTheWholeChainFromItsConfig(t *testing.T) {
 		t.Cleanup(func() { proc.Stop(30 * time.Second) })
 	}
 
-	onReplica := transformOnReplicas(ctx, t, c, first, time.Time{})
+	onReplica := transformOnReplicas(ctx, t, c, first, began)
 	t.Logf("before the restart: %s", onReplica)
 
-	ids := []string{headstart.ForecasterWorkflowID("default"), headstart.LedgerWorkflowID("local"), headstart.CoordinatorWorkflowID("default")}
 	runs := map[string]string{}
 	for _, id := range ids {
 		d, err := c.DescribeWorkflowExecution(ctx, id, "")
