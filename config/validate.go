@@ -3,11 +3,12 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
 	"os/exec"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -29,7 +30,7 @@ func (p *parser) validate(f *File) {
 		if len(pool.Capacity) == 0 {
 			p.at(at+".capacity", "not set: give at least one of %s", kindList())
 		}
-		for _, k := range sortedKeys(pool.Capacity) {
+		for _, k := range slices.Sorted(maps.Keys(pool.Capacity)) {
 			if _, err := resources.ParseKind(k); err != nil {
 				p.at(at+".capacity."+k, "not a resource kind; one of %s", kindList())
 				continue
@@ -107,7 +108,7 @@ func (p *parser) forecaster(fc Forecaster) {
 	if len(fc.Utilization) > 0 && fc.PrometheusURL == "" {
 		p.at("forecaster.utilization", "needs forecaster.prometheus_url")
 	}
-	for _, k := range sortedKeys(fc.Utilization) {
+	for _, k := range slices.Sorted(maps.Keys(fc.Utilization)) {
 		if _, err := resources.ParseKind(k); err != nil {
 			p.at("forecaster.utilization."+k, "not a resource kind; one of %s", kindList())
 		}
@@ -163,13 +164,4 @@ func kindList() string {
 		names = append(names, k.String())
 	}
 	return strings.Join(names, ", ")
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
