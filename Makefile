@@ -70,7 +70,7 @@ kubernetes: ## build the Kubernetes control plane for the tests into the cache (
 .PHONY: test-k8s
 test-k8s: temporal kubernetes ## the tests against a real Kubernetes control plane only
 	$(GO) test -race -timeout $(TEST_TIMEOUT) -count=1 $(TEST_FLAGS) ./internal/kubetest/ ./shapers/kubernetes/
-	$(GO) test -race -timeout $(TEST_TIMEOUT) -count=1 $(TEST_FLAGS) -run 'TestStageDeploymentIsScaledBeforeItsTasksAreScheduled' ./worker/
+	$(GO) test -race -timeout $(TEST_TIMEOUT) -count=1 $(TEST_FLAGS) -run 'TestStageDeploymentIsScaledBeforeItsTasksAreScheduled' ./controlplane/
 
 .PHONY: prometheus
 prometheus: ## install Debian's Prometheus for the tests that scrape and query a real one
@@ -110,10 +110,10 @@ bench-forecast: ## replay real traces: Headstart vs VPA, Autopilot, request, max
 
 .PHONY: bench-e2e
 bench-e2e: temporal ## bursty pipeline runs on a real dev server: static fleet, KEDA-like reactive scaling, Headstart, oracle
-	@out=$$(mktemp); $(GO) test -run '^$$' -bench BenchmarkEndToEnd -benchtime 1x -timeout 30m ./worker/ | tee $$out; \
+	@out=$$(mktemp); $(GO) test -run '^$$' -bench BenchmarkEndToEnd -benchtime 1x -timeout 30m ./controlplane/ | tee $$out; \
 		line=$$(grep '^e2e p95_ratio' $$out | tail -1); rm -f $$out; test -n "$$line"
 
 .PHONY: bench-forecaster
 bench-forecaster: temporal ## 100,000 observations across 1,000 stages into a forecaster on a real dev server
-	@out=$$(mktemp); $(GO) test -run '^$$' -bench BenchmarkForecasterOnDevServer -benchtime 1x ./worker/ | tee $$out; \
+	@out=$$(mktemp); $(GO) test -run '^$$' -bench BenchmarkForecasterOnDevServer -benchtime 1x ./forecaster/ | tee $$out; \
 		line=$$(grep '^forecaster ' $$out | tail -1); rm -f $$out; test -n "$$line" && echo "$$line"

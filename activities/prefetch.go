@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/headstart-dev/headstart"
 	"github.com/headstart-dev/headstart/shapers"
 )
 
@@ -25,7 +26,7 @@ type Prefetcher struct {
 // ReserveInput names a pool's ledger workflow and the request for it.
 type ReserveInput struct {
 	LedgerWorkflowID string
-	Request          ReserveRequest
+	Request          headstart.ReserveRequest
 }
 
 // ReleaseInput names a pool's ledger workflow and the reservation to give back.
@@ -36,16 +37,16 @@ type ReleaseInput struct {
 
 // Reserve asks the pool's ledger to hold capacity. The ledger's typed errors
 // (InsufficientCapacity, InvalidReservation, …) come back as they are, not retried.
-func (p *Prefetcher) Reserve(ctx context.Context, in ReserveInput) (ReserveResult, error) {
-	var res ReserveResult
-	err := p.update(ctx, in.LedgerWorkflowID, UpdateReserve, in.Request, &res)
+func (p *Prefetcher) Reserve(ctx context.Context, in ReserveInput) (headstart.ReserveResult, error) {
+	var res headstart.ReserveResult
+	err := p.update(ctx, in.LedgerWorkflowID, headstart.UpdateReserve, in.Request, &res)
 	return res, err
 }
 
 // Release gives a reservation back; it reports false when it was not held.
 func (p *Prefetcher) Release(ctx context.Context, in ReleaseInput) (bool, error) {
 	var released bool
-	err := p.update(ctx, in.LedgerWorkflowID, UpdateRelease, ReleaseRequest{Key: in.Key}, &released)
+	err := p.update(ctx, in.LedgerWorkflowID, headstart.UpdateRelease, headstart.ReleaseRequest{Key: in.Key}, &released)
 	return released, err
 }
 

@@ -11,20 +11,14 @@ import (
 	"sort"
 	"strconv"
 	"time"
+
+	"github.com/headstart-dev/headstart"
 )
 
 // UtilizationInput names one instant PromQL query per resource, e.g.
 // {"cpu": "sum(rate(node_cpu_seconds_total{mode!=\"idle\"}[1m]))"}.
 type UtilizationInput struct {
 	Queries map[string]string
-}
-
-// UtilizationResult holds each query's value (the sum of the returned
-// vector) and, for the queries that failed, why.
-type UtilizationResult struct {
-	Values map[string]float64
-	Errors map[string]string
-	At     time.Time
 }
 
 // PrometheusReader reads system-wide utilization from a Prometheus HTTP API.
@@ -43,8 +37,8 @@ var ErrNoSamples = errors.New("prometheus query returned no samples")
 
 // ReadUtilization runs every query. A query that fails is reported in
 // Errors, not as the activity's error, so one bad query does not hide the others.
-func (r *PrometheusReader) ReadUtilization(ctx context.Context, in UtilizationInput) (UtilizationResult, error) {
-	res := UtilizationResult{Values: map[string]float64{}, Errors: map[string]string{}, At: time.Now()}
+func (r *PrometheusReader) ReadUtilization(ctx context.Context, in UtilizationInput) (headstart.UtilizationResult, error) {
+	res := headstart.UtilizationResult{Values: map[string]float64{}, Errors: map[string]string{}, At: time.Now()}
 	names := make([]string, 0, len(in.Queries))
 	for name := range in.Queries {
 		names = append(names, name)

@@ -12,6 +12,7 @@ import (
 
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/headstart-dev/headstart"
 	"github.com/headstart-dev/headstart/internal/promtest"
 )
 
@@ -28,7 +29,7 @@ func TestReadUtilizationFromARealPrometheus(t *testing.T) {
 	env := (&testsuite.WorkflowTestSuite{}).NewTestActivityEnvironment()
 	env.RegisterActivity(r)
 	in := UtilizationInput{Queries: map[string]string{"cpu": "sum(node_busy_cores)", "broken": "sum(("}}
-	var res UtilizationResult
+	var res headstart.UtilizationResult
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		v, err := env.ExecuteActivity(r.ReadUtilization, in)

@@ -10,10 +10,12 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/headstart-dev/headstart"
 	"github.com/headstart-dev/headstart/config"
+	"github.com/headstart-dev/headstart/controlplane"
+	"github.com/headstart-dev/headstart/coordinator"
 	"github.com/headstart-dev/headstart/internal/temporaltest"
 	"github.com/headstart-dev/headstart/resources"
-	"github.com/headstart-dev/headstart/worker"
 )
 
 // TestTheExampleFileIsValid: headstart.example.yaml, which documents every
@@ -24,13 +26,13 @@ func TestTheExampleFileIsValid(t *testing.T) {
 	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
 	f, err := config.Load(filepath.Join(temporaltest.RepoRoot(), "headstart.example.yaml"))
 	require.NoError(t, err)
-	cp := f.ControlPlane()
-	require.Equal(t, []worker.Pool{{Name: "local", Capacity: resources.Vector{}.With(resources.CPU, 8).With(resources.Memory, 16<<30)}}, cp.Pools)
+	cp := f.Plane()
+	require.Equal(t, []controlplane.Pool{{Name: "local", Capacity: resources.Vector{}.With(resources.CPU, 8).With(resources.Memory, 16<<30)}}, cp.Pools)
 	c := cp.Coordinator
 	require.NotNil(t, c)
 	require.NoError(t, c.Validate())
-	require.Equal(t, worker.ModePrefetch, c.Mode)
-	require.Equal(t, worker.LedgerWorkflowID("local"), c.LedgerWorkflowID)
+	require.Equal(t, coordinator.ModePrefetch, c.Mode)
+	require.Equal(t, headstart.LedgerWorkflowID("local"), c.LedgerWorkflowID)
 	require.Equal(t, 0.2, c.Rule.ProtectedShare)
 	require.Len(t, c.Replicate, 1)
 	s := c.Replicate[0]
@@ -50,7 +52,7 @@ func TestAnEmptyFileTakesTheDefaults(t *testing.T) {
 	require.Equal(t, "default", f.Temporal.Namespace)
 	require.Equal(t, "default", f.Fleet)
 	require.Equal(t, "headstart", f.TaskQueue)
-	require.Nil(t, f.ControlPlane().Coordinator)
+	require.Nil(t, f.Plane().Coordinator)
 }
 
 const valid = `temporal:
@@ -150,7 +152,7 @@ func TestEveryBadValueGetsItsOwnError(t *testing.T) {
 func TestTheValidFileLoads(t *testing.T) {
 	f, err := config.Parse("good.yaml", []byte(valid))
 	require.NoError(t, err)
-	c := f.ControlPlane().Coordinator
+	c := f.Plane().Coordinator
 	require.Equal(t, time.Second, c.Interval)
 	require.Equal(t, "pipeline-transform", c.Replicate[0].Queue, "a worker pool's queue is its name")
 	require.Nil(t, c.Replicate[0].Replication, "no override: the coordinator's replication")

@@ -6,16 +6,18 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/headstart-dev/headstart"
+	"github.com/headstart-dev/headstart/controlplane"
+	"github.com/headstart-dev/headstart/coordinator"
 	"github.com/headstart-dev/headstart/resources"
-	"github.com/headstart-dev/headstart/worker"
 )
 
 // Options are the control worker's options the file sets.
-func (f *File) Options() worker.Options {
-	return worker.Options{
+func (f *File) Options() controlplane.Options {
+	return controlplane.Options{
 		TaskQueue: f.TaskQueue,
 		Fleet:     f.Fleet,
-		Forecaster: worker.ForecasterOptions{
+		Forecaster: headstart.ForecasterOptions{
 			MaxStages: f.Forecaster.MaxStages, Quantile: f.Forecaster.Quantile, Window: f.Forecaster.Window,
 			FitInterval: f.Forecaster.FitInterval, Utilization: f.Forecaster.Utilization,
 		},
@@ -23,10 +25,10 @@ func (f *File) Options() worker.Options {
 	}
 }
 
-// ControlPlane is what the file asks the control plane to run. Call it on a
+// Plane is what the file asks the control plane to run. Call it on a
 // File that Load returned: its quantities are known to parse.
-func (f *File) ControlPlane() worker.ControlPlane {
-	cp := worker.ControlPlane{Options: f.Options()}
+func (f *File) Plane() controlplane.Plane {
+	cp := controlplane.Plane{Options: f.Options()}
 	for _, p := range f.Pools {
 		var v resources.Vector
 		for k, q := range p.Capacity {
@@ -34,7 +36,7 @@ func (f *File) ControlPlane() worker.ControlPlane {
 			x, _ := resources.ParseQuantity(q)
 			v = v.With(kind, x)
 		}
-		cp.Pools = append(cp.Pools, worker.Pool{Name: p.Name, Capacity: v})
+		cp.Pools = append(cp.Pools, controlplane.Pool{Name: p.Name, Capacity: v})
 	}
 	if f.Coordinator != nil {
 		c := f.coordinatorConfig()
@@ -43,11 +45,11 @@ func (f *File) ControlPlane() worker.ControlPlane {
 	return cp
 }
 
-func (f *File) coordinatorConfig() worker.CoordinatorConfig {
+func (f *File) coordinatorConfig() coordinator.Config {
 	c := f.Coordinator
-	out := worker.CoordinatorConfig{
-		Mode: worker.Mode(c.Mode), Pool: c.Pool, LedgerWorkflowID: worker.LedgerWorkflowID(c.Pool), Interval: c.Interval,
-		Rule: worker.CoordinatorOptions{
+	out := coordinator.Config{
+		Mode: coordinator.Mode(c.Mode), Pool: c.Pool, LedgerWorkflowID: headstart.LedgerWorkflowID(c.Pool), Interval: c.Interval,
+		Rule: coordinator.Rule{
 			MinConfidence: c.MinConfidence, ActuationTime: c.ActuationTime, Lead: c.Lead, ProtectedShare: c.ProtectedShare,
 			MaxMargin: c.MaxMargin, MinPartial: c.MinPartial, RetryAfter: c.RetryAfter,
 		},
@@ -55,7 +57,7 @@ func (f *File) coordinatorConfig() worker.CoordinatorConfig {
 		HoldWith:    c.HoldWith,
 	}
 	for _, s := range c.Replicate {
-		st := worker.StageTarget{Stage: s.Stage, Queue: s.Queue}
+		st := coordinator.StageTarget{Stage: s.Stage, Queue: s.Queue}
 		st.Target.Kind, st.Target.Name = s.Target.Kind, s.Target.Name
 		if s.Replication.set() {
 			r := c.Replication.merged(s.Replication).options()
@@ -85,8 +87,8 @@ func (r Replication) merged(o Replication) Replication {
 	return r
 }
 
-func (r Replication) options() worker.ReplicationOptions {
-	return worker.ReplicationOptions{Levels: r.Levels, PerReplica: r.PerReplica, ScaleDownAfter: r.ScaleDownAfter, ReleaseWhenIdle: r.ReleaseWhenIdle}
+func (r Replication) options() coordinator.ReplicationOptions {
+	return coordinator.ReplicationOptions{Levels: r.Levels, PerReplica: r.PerReplica, ScaleDownAfter: r.ScaleDownAfter, ReleaseWhenIdle: r.ReleaseWhenIdle}
 }
 
 // ReplicaCommand is the worker-pool shaper's command for one replica

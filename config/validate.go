@@ -12,8 +12,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/headstart-dev/headstart"
+	"github.com/headstart-dev/headstart/controlplane"
 	"github.com/headstart-dev/headstart/resources"
-	"github.com/headstart-dev/headstart/worker"
 )
 
 // validate reports every problem of a file whose defaults are filled.
@@ -24,7 +25,7 @@ func (p *parser) validate(f *File) {
 	}
 	p.forecaster(f.Forecaster)
 	// Pool names, the coordinator's settings and its pool: the control plane's own rules.
-	p.fieldErrors(f.ControlPlane().Validate())
+	p.fieldErrors(f.Plane().Validate())
 	for i, pool := range f.Pools {
 		at := fmt.Sprintf("pools[%d]", i)
 		if len(pool.Capacity) == 0 {
@@ -145,11 +146,11 @@ func (p *parser) fieldErrors(err error) {
 	case nil:
 	case interface{ Unwrap() []error }:
 		for _, e := range e.Unwrap() {
-			if e != worker.ErrInvalidControlPlane {
+			if e != controlplane.ErrInvalid {
 				p.fieldErrors(e)
 			}
 		}
-	case *worker.FieldError:
+	case *headstart.FieldError:
 		if e.Field != "coordinator.ledger_workflow_id" { // derived from the pool
 			p.at(e.Field, "%s", e.Reason)
 		}

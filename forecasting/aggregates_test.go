@@ -4,6 +4,8 @@ import (
 	"math"
 	"testing"
 	"time"
+
+	"github.com/headstart-dev/headstart"
 )
 
 var t0 = time.Unix(0, 0)
@@ -100,15 +102,15 @@ func TestDecayingHistogramStoresOnlyTheUsedSpan(t *testing.T) {
 
 func TestProfileSetCountsEdgesAndCapsStages(t *testing.T) {
 	s := NewProfileSet(ProfileOptions{MaxStages: 4, MaxEdges: 2})
-	obs := func(stage, pred string, attempt int32, outcome string) Observation {
-		return Observation{Stage: stage, Predecessor: pred, Attempt: attempt, Outcome: outcome, Wall: time.Second, CPUSeconds: 1}
+	obs := func(stage, pred string, attempt int32, outcome string) headstart.Observation {
+		return headstart.Observation{Stage: stage, Predecessor: pred, Attempt: attempt, Outcome: outcome, Wall: time.Second, CPUSeconds: 1}
 	}
-	s.Add(obs("W/a", "", 1, OutcomeOK), t0)
-	s.Add(obs("W/b", "W/a", 1, OutcomeOK), t0)
-	s.Add(obs("W/b", "W/a", 1, OutcomeApplication), t0)
-	s.Add(obs("W/b", "W/a", 2, OutcomeOK), t0)
-	s.Add(obs("W/c", "W/b", 1, OutcomeTimeout), t0)
-	if got := s.Add(obs("W/d", "W/c", 1, OutcomeOK), t0); got != OtherStage {
+	s.Add(obs("W/a", "", 1, headstart.OutcomeOK), t0)
+	s.Add(obs("W/b", "W/a", 1, headstart.OutcomeOK), t0)
+	s.Add(obs("W/b", "W/a", 1, headstart.OutcomeApplication), t0)
+	s.Add(obs("W/b", "W/a", 2, headstart.OutcomeOK), t0)
+	s.Add(obs("W/c", "W/b", 1, headstart.OutcomeTimeout), t0)
+	if got := s.Add(obs("W/d", "W/c", 1, headstart.OutcomeOK), t0); got != OtherStage {
 		t.Fatalf("fourth stage went into %q, want %q (cap 4 including other)", got, OtherStage)
 	}
 	b := s.Get("W/b")
@@ -129,7 +131,7 @@ func TestProfileSetCountsEdgesAndCapsStages(t *testing.T) {
 	}
 	// Edges past MaxEdges fold into other.
 	for _, pred := range []string{"x", "y", "z", "w"} {
-		s.Add(obs("W/a", pred, 1, OutcomeOK), t0)
+		s.Add(obs("W/a", pred, 1, headstart.OutcomeOK), t0)
 	}
 	a := s.Get("W/a")
 	if len(a.Predecessors) != 3 || a.Predecessors[0].Stage != OtherStage || a.Predecessors[0].Count != 2 {
@@ -138,11 +140,11 @@ func TestProfileSetCountsEdgesAndCapsStages(t *testing.T) {
 }
 
 func TestObservationValidate(t *testing.T) {
-	ok := Observation{Stage: "W/a", Attempt: 1}
+	ok := headstart.Observation{Stage: "W/a", Attempt: 1}
 	if err := ok.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	for name, o := range map[string]Observation{
+	for name, o := range map[string]headstart.Observation{
 		"no stage":     {Attempt: 1},
 		"attempt 0":    {Stage: "s"},
 		"negative cpu": {Stage: "s", Attempt: 1, CPUSeconds: -1},

@@ -3,10 +3,12 @@ package forecasting
 import (
 	"sort"
 	"time"
+
+	"github.com/headstart-dev/headstart"
 )
 
 // OtherStage collects whatever overflows a cap on stages or edges.
-const OtherStage = "other"
+const OtherStage = headstart.OtherStage
 
 // ProfileOptions shape the profiles of a ProfileSet.
 type ProfileOptions struct {
@@ -72,15 +74,15 @@ func NewProfile(stage string, opts ProfileOptions) *Profile {
 }
 
 // Add folds in one observed attempt, at time t. maxEdges caps the predecessors kept.
-func (p *Profile) Add(o Observation, t time.Time, maxEdges int) {
+func (p *Profile) Add(o headstart.Observation, t time.Time, maxEdges int) {
 	p.Count++
-	if o.Outcome != OutcomeOK {
+	if o.Outcome != headstart.OutcomeOK {
 		p.Errors++
 	}
 	switch o.Outcome {
-	case OutcomeTimeout:
+	case headstart.OutcomeTimeout:
 		p.Timeouts++
-	case OutcomePanic:
+	case headstart.OutcomePanic:
 		p.Panics++
 	}
 	if o.Attempt > 1 {
@@ -90,7 +92,7 @@ func (p *Profile) Add(o Observation, t time.Time, maxEdges int) {
 		p.LastSeen = t
 	}
 	for m := Metric(0); m < NumMetrics; m++ {
-		x := o.Value(m)
+		x := m.Of(o)
 		p.Moments[m].Add(x)
 		p.Histograms[m].Add(x, 1, t)
 	}
@@ -160,7 +162,7 @@ func NewProfileSet(opts ProfileOptions) *ProfileSet {
 // Add folds an observation into its stage's profile (OtherStage past the cap)
 // and counts the stage as a successor of its predecessor. It returns the name
 // of the profile it went into.
-func (s *ProfileSet) Add(o Observation, t time.Time) string {
+func (s *ProfileSet) Add(o headstart.Observation, t time.Time) string {
 	name := s.admit(o.Stage)
 	p := s.Profiles[name]
 	if p == nil {

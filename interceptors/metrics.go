@@ -3,7 +3,7 @@ package interceptors
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/headstart-dev/headstart/forecasting"
+	"github.com/headstart-dev/headstart"
 )
 
 // profilerMetrics are the profiler's Prometheus metrics. The stage label is
@@ -87,14 +87,14 @@ func newProfilerMetrics(reg prometheus.Registerer, maxStages int) (*profilerMetr
 }
 
 // stage returns the series of a stage: its own for the first maxStages stages
-// seen, those labelled forecasting.OtherStage for the rest.
+// seen, those labelled headstart.OtherStage for the rest.
 func (m *profilerMetrics) stage(stage string) *stageMetrics {
 	if sm, ok := m.stages[stage]; ok {
 		return sm
 	}
 	l := stage
 	if len(m.byLabel) >= m.maxStages {
-		l = forecasting.OtherStage
+		l = headstart.OtherStage
 	}
 	sm := m.byLabel[l]
 	if sm == nil {
@@ -115,7 +115,7 @@ func (m *profilerMetrics) stage(stage string) *stageMetrics {
 }
 
 // observe records one observation. Called from the collector goroutine only.
-func (m *profilerMetrics) observe(o forecasting.Observation) {
+func (m *profilerMetrics) observe(o headstart.Observation) {
 	s := m.stage(o.Stage)
 	s.cpu.Observe(o.CPUSeconds)
 	s.memory.Observe(o.PeakMemoryBytes)
@@ -131,7 +131,7 @@ func (m *profilerMetrics) observe(o forecasting.Observation) {
 	if o.Attempt > 1 {
 		s.retries.Inc()
 	}
-	if o.Outcome != forecasting.OutcomeOK {
+	if o.Outcome != headstart.OutcomeOK {
 		c := s.errors[o.Outcome]
 		if c == nil {
 			c = m.errors.WithLabelValues(s.label, o.Outcome)

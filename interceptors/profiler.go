@@ -24,18 +24,18 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/headstart-dev/headstart/forecasting"
+	"github.com/headstart-dev/headstart"
 )
 
 // PredecessorHeader is the activity header that carries the stage scheduled
 // before an activity in its workflow run.
 const PredecessorHeader = "headstart-predecessor"
 
-// ProfilerOptions configure a Profiler. The zero value profiles every activity
-// into in-worker profiles only.
+// ProfilerOptions configure a Profiler. The zero value measures every
+// activity into the profiler's metrics only.
 type ProfilerOptions struct {
 	// Sink receives every observation. If not set, observations only update
-	// the profiler's own profiles and metrics.
+	// the profiler's metrics.
 	Sink Sink
 	// Registerer receives the profiler's Prometheus metrics. If not set, no
 	// metrics are registered. The global default registry is never used.
@@ -59,10 +59,6 @@ type ProfilerOptions struct {
 	// MaxMetricStages caps the distinct stage label values; later stages share
 	// the label "other". If not set, 100.
 	MaxMetricStages int
-	// Profiles shape the in-worker profiles (half-life, caps).
-	Profiles forecasting.ProfileOptions
-	// Now is the clock for profile timestamps. If not set, time.Now.
-	Now func() time.Time
 }
 
 // Profiler is the drop-in worker interceptor that measures every activity
@@ -80,9 +76,6 @@ type Profiler struct {
 	stopped chan struct{} // closed when the collector has flushed and exited
 	sinkWG  sync.WaitGroup
 	once    sync.Once
-
-	mu       sync.Mutex // guards profiles
-	profiles *forecasting.ProfileSet
 
 	stageNames sync.Map     // stageKey → string
 	headers    sync.Map     // stage → *commonpb.Payload
@@ -113,21 +106,17 @@ func NewProfiler(opts ProfilerOptions) (*Profiler, error) {
 	if opts.MaxMetricStages <= 0 {
 		opts.MaxMetricStages = 100
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
 	m, err := newProfilerMetrics(opts.Registerer, opts.MaxMetricStages)
 	if err != nil {
 		return nil, fmt.Errorf("register profiler metrics: %w", err)
 	}
 	p := &Profiler{
-		opts:     opts,
-		meter:    newMeter(opts.BufferSize, time.Now()),
-		metrics:  m,
-		toSink:   make(chan delivery, opts.BufferSize),
-		stop:     make(chan struct{}),
-		stopped:  make(chan struct{}),
-		profiles: forecasting.NewProfileSet(opts.Profiles),
+		opts:    opts,
+		meter:   newMeter(opts.BufferSize, time.Now()),
+		metrics: m,
+		toSink:  make(chan delivery, opts.BufferSize),
+		stop:    make(chan struct{}),
+		stopped: make(chan struct{}),
 	}
 	go p.collect()
 	if opts.Sink != nil {
@@ -166,28 +155,6 @@ func (p *Profiler) Stats() Stats {
 	}
 }
 
-// Profiles returns a copy of every stage's profile, sorted by stage.
-func (p *Profiler) Profiles() []*forecasting.Profile {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var out []*forecasting.Profile
-	for _, s := range p.profiles.Stages() {
-		out = append(out, p.profiles.Get(s).Clone())
-	}
-	return out
-}
-
-// Profile returns a copy of one stage's profile.
-func (p *Profiler) Profile(stage string) (*forecasting.Profile, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	pr := p.profiles.Get(stage)
-	if pr == nil {
-		return nil, false
-	}
-	return pr.Clone(), true
-}
-
 // Close stops measuring, turns the attempts already measured into
 // observations, waits until the sink has them (or ctx ends), and closes the
 // sink if it is a SinkCloser. Activities that finish after Close are not measured.
@@ -219,7 +186,7 @@ func (p *Profiler) closed() bool {
 }
 
 // collect ticks every SampleInterval: it completes the attempts that ended
-// since the last tick, folds them into profiles and metrics, and queues them
+// since the last tick, counts them in the metrics, and queues them
 // for the sink. On Close it ticks once more and closes the sink queue.
 func (p *Profiler) collect() {
 	defer close(p.stopped)
@@ -240,8 +207,8 @@ func (p *Profiler) collect() {
 // delivery is one tick's work for the sink: the attempts that ended, then
 // those that started (an attempt that did both within the tick is in both).
 type delivery struct {
-	obs    []forecasting.Observation
-	starts []forecasting.StageStart
+	obs    []headstart.Observation
+	starts []headstart.StageStart
 }
 
 func (d delivery) size() int { return len(d.obs) + len(d.starts) }
@@ -278,18 +245,17 @@ func (p *Profiler) collectOnce() {
 }
 
 // start is the start event of an attempt.
-func (p *Profiler) start(r *record) forecasting.StageStart {
+func (p *Profiler) start(r *record) headstart.StageStart {
 	i := r.info
-	return forecasting.StageStart{
+	return headstart.StageStart{
 		Stage: p.stageName(i.WorkflowType.Name, i.ActivityType.Name), WorkflowType: i.WorkflowType.Name, ActivityType: i.ActivityType.Name,
 		WorkflowID: i.WorkflowExecution.ID, RunID: i.WorkflowExecution.RunID, Attempt: i.Attempt,
 		Scheduled: i.ScheduledTime, Started: i.StartedTime,
 	}
 }
 
-// aggregateOne completes an attempt's observation and folds it into the
-// profiles and metrics.
-func (p *Profiler) aggregateOne(s *meterSpan) (o forecasting.Observation, ok bool) {
+// aggregateOne completes an attempt's observation and counts it in the metrics.
+func (p *Profiler) aggregateOne(s *meterSpan) (o headstart.Observation, ok bool) {
 	defer p.recoverInternal()
 	r, isRecord := s.payload.(*record)
 	if !isRecord {
@@ -302,9 +268,6 @@ func (p *Profiler) aggregateOne(s *meterSpan) (o forecasting.Observation, ok boo
 		return o, false
 	}
 	p.observed.Add(1)
-	p.mu.Lock()
-	p.profiles.Add(o, p.opts.Now())
-	p.mu.Unlock()
 	p.metrics.observe(o)
 	return o, true
 }
@@ -323,7 +286,7 @@ func (p *Profiler) deliver() {
 	}
 }
 
-func (p *Profiler) deliverStart(s forecasting.StageStart) {
+func (p *Profiler) deliverStart(s headstart.StageStart) {
 	defer func() {
 		if r := recover(); r != nil {
 			p.sinkPanics.Add(1)
@@ -336,7 +299,7 @@ func (p *Profiler) deliverStart(s forecasting.StageStart) {
 	}
 }
 
-func (p *Profiler) deliverOne(o forecasting.Observation) {
+func (p *Profiler) deliverOne(o headstart.Observation) {
 	defer func() {
 		if r := recover(); r != nil {
 			p.sinkPanics.Add(1)
@@ -453,14 +416,14 @@ func (p *Profiler) finish(r *record, now time.Time) {
 
 // observation builds the observation of a completed attempt. Its args and
 // result are encoded here, after the attempt, to measure payload sizes.
-func (p *Profiler) observation(r *record) forecasting.Observation {
+func (p *Profiler) observation(r *record) headstart.Observation {
 	s := &r.span
 	r.mu.Lock()
 	u := s.used.add(r.children)
 	peak := max(s.peakHeap-s.startHeap, 0) + r.childRSS
 	r.mu.Unlock()
 	info := r.info
-	o := forecasting.Observation{
+	o := headstart.Observation{
 		Stage:           p.stageName(info.WorkflowType.Name, info.ActivityType.Name),
 		WorkflowType:    info.WorkflowType.Name,
 		ActivityType:    info.ActivityType.Name,
@@ -528,25 +491,25 @@ func (c *countingWriter) Write(b []byte) (int, error) { c.n += int64(len(b)); re
 // classify returns the outcome class of an attempt and, for application errors, their type.
 func classify(err error, panicked bool) (outcome, errorType string) {
 	if panicked {
-		return forecasting.OutcomePanic, ""
+		return headstart.OutcomePanic, ""
 	}
 	if err == nil || errors.Is(err, activity.ErrResultPending) {
-		return forecasting.OutcomeOK, ""
+		return headstart.OutcomeOK, ""
 	}
 	var appErr *temporal.ApplicationError
 	var timeoutErr *temporal.TimeoutError
 	var panicErr *temporal.PanicError
 	switch {
 	case errors.As(err, &panicErr):
-		return forecasting.OutcomePanic, ""
+		return headstart.OutcomePanic, ""
 	case errors.As(err, &appErr):
-		return forecasting.OutcomeApplication, appErr.Type()
+		return headstart.OutcomeApplication, appErr.Type()
 	case errors.As(err, &timeoutErr) || errors.Is(err, context.DeadlineExceeded):
-		return forecasting.OutcomeTimeout, ""
+		return headstart.OutcomeTimeout, ""
 	case temporal.IsCanceledError(err) || errors.Is(err, context.Canceled):
-		return forecasting.OutcomeCanceled, ""
+		return headstart.OutcomeCanceled, ""
 	}
-	return forecasting.OutcomeOther, ""
+	return headstart.OutcomeOther, ""
 }
 
 // RecordChild adds the resource use of a finished child process to the

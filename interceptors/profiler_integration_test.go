@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/headstart-dev/headstart"
 	"github.com/headstart-dev/headstart/forecasting"
 	"github.com/headstart-dev/headstart/interceptors"
 	"github.com/headstart-dev/headstart/internal/temporaltest"
@@ -59,7 +60,7 @@ func TestProfilerMeasuresThePipeline(t *testing.T) {
 	w.Stop()
 	require.NoError(t, prof.Close(ctx))
 
-	byType := map[string][]forecasting.Observation{}
+	byType := map[string][]headstart.Observation{}
 	for _, o := range sink.Observations() {
 		byType[o.ActivityType] = append(byType[o.ActivityType], o)
 	}
@@ -108,10 +109,10 @@ func TestProfilerMeasuresThePipeline(t *testing.T) {
 	t.Run("the failing-then-retried publish shows both attempts", func(t *testing.T) {
 		first, second := byType["Publish"][0], byType["Publish"][1]
 		require.Equal(t, int32(1), first.Attempt)
-		require.Equal(t, forecasting.OutcomeApplication, first.Outcome)
+		require.Equal(t, headstart.OutcomeApplication, first.Outcome)
 		require.Equal(t, pipeline.ErrTypeTransientPublish, first.ErrorType)
 		require.Equal(t, int32(2), second.Attempt)
-		require.Equal(t, forecasting.OutcomeOK, second.Outcome)
+		require.Equal(t, headstart.OutcomeOK, second.Outcome)
 	})
 
 	t.Run("CPU-bound transform uses the CPU its work costs", func(t *testing.T) {
@@ -179,7 +180,7 @@ func TestProfilerMeasuresThePipeline(t *testing.T) {
 			var gotIn, gotOut []int
 			for _, o := range obs {
 				gotIn = append(gotIn, int(o.PayloadInBytes))
-				if o.Outcome == forecasting.OutcomeOK {
+				if o.Outcome == headstart.OutcomeOK {
 					gotOut = append(gotOut, int(o.PayloadOutBytes))
 				}
 			}
@@ -193,15 +194,19 @@ func TestProfilerMeasuresThePipeline(t *testing.T) {
 		}
 	})
 
-	t.Run("profiles aggregate the stages", func(t *testing.T) {
-		pub, ok := prof.Profile("Pipeline/Publish")
+	t.Run("the observations make the stages' profiles", func(t *testing.T) {
+		profiles := forecasting.NewProfileSet(forecasting.ProfileOptions{})
+		for _, o := range sink.Observations() {
+			profiles.Add(o, time.Now())
+		}
+		pub, ok := profiles.Get("Pipeline/Publish"), profiles.Get("Pipeline/Publish") != nil
 		require.True(t, ok)
 		require.Equal(t, int64(2), pub.Count)
 		require.Equal(t, int64(1), pub.Errors)
 		require.Equal(t, int64(1), pub.Retries)
-		ext, _ := prof.Profile("Pipeline/Extract")
+		ext := profiles.Get("Pipeline/Extract")
 		require.Equal(t, []forecasting.Edge{{Stage: "Pipeline/Transform", Count: shards}}, ext.Successors)
-		tr, _ := prof.Profile("Pipeline/Train")
+		tr := profiles.Get("Pipeline/Train")
 		require.Equal(t, []forecasting.Edge{{Stage: "Pipeline/Transform", Count: 1}}, tr.Predecessors)
 		require.InDelta(t, train.PeakMemoryBytes, tr.Moments[forecasting.MetricPeakMemory].Max, 1)
 	})

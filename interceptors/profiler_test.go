@@ -23,7 +23,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/headstart-dev/headstart/forecasting"
+	"github.com/headstart-dev/headstart"
 	"github.com/headstart-dev/headstart/interceptors"
 )
 
@@ -85,20 +85,20 @@ func runActivities(t *testing.T, n int, ics ...interceptor.WorkerInterceptor) {
 
 type blockingSink struct{ release chan struct{} }
 
-func (s blockingSink) Observe(ctx context.Context, _ forecasting.Observation) error {
+func (s blockingSink) Observe(ctx context.Context, _ headstart.Observation) error {
 	<-s.release
 	return nil
 }
 
 type erroringSink struct{}
 
-func (erroringSink) Observe(context.Context, forecasting.Observation) error {
+func (erroringSink) Observe(context.Context, headstart.Observation) error {
 	return errors.New("forecaster unreachable")
 }
 
 type panickingSink struct{}
 
-func (panickingSink) Observe(context.Context, forecasting.Observation) error { panic("sink bug") }
+func (panickingSink) Observe(context.Context, headstart.Observation) error { panic("sink bug") }
 
 // p99Limit is what the profiler may add to an activity at p99: 1 ms. Under the
 // race detector, whose instrumentation slows every memory access, 10 ms;
@@ -195,8 +195,8 @@ func TestPanickingActivityIsObservedAndStillFails(t *testing.T) {
 	require.NoError(t, prof.Close(context.Background()))
 	obs := sink.Observations()
 	require.Len(t, obs, 2)
-	require.Equal(t, forecasting.OutcomePanic, obs[0].Outcome)
-	require.Equal(t, forecasting.OutcomeApplication, obs[1].Outcome)
+	require.Equal(t, headstart.OutcomePanic, obs[0].Outcome)
+	require.Equal(t, headstart.OutcomeApplication, obs[1].Outcome)
 	require.Equal(t, "Nope", obs[1].ErrorType)
 }
 

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/headstart-dev/headstart/forecasting"
+	"github.com/headstart-dev/headstart"
 )
 
 // Sink receives the profiler's observations, one at a time, from a single
@@ -14,7 +14,7 @@ import (
 // lets that reach a user's activity (observations that find the queue full are
 // dropped and counted, errors are counted, panics are recovered and counted).
 type Sink interface {
-	Observe(ctx context.Context, o forecasting.Observation) error
+	Observe(ctx context.Context, o headstart.Observation) error
 }
 
 // StartSink is a Sink that also hears when attempts start (within one sample
@@ -23,7 +23,7 @@ type Sink interface {
 // started in is reported by its observation alone.
 type StartSink interface {
 	Sink
-	ObserveStart(ctx context.Context, s forecasting.StageStart) error
+	ObserveStart(ctx context.Context, s headstart.StageStart) error
 }
 
 // SinkCloser is a Sink with buffered observations to flush when the profiler closes.
@@ -36,8 +36,8 @@ type SinkCloser interface {
 // events, in memory. Safe for concurrent use.
 type MemorySink struct {
 	mu     sync.Mutex
-	obs    ring[forecasting.Observation]
-	starts ring[forecasting.StageStart]
+	obs    ring[headstart.Observation]
+	starts ring[headstart.StageStart]
 }
 
 var _ StartSink = (*MemorySink)(nil)
@@ -48,11 +48,11 @@ func NewMemorySink(limit int) *MemorySink {
 	if limit <= 0 {
 		limit = 10000
 	}
-	return &MemorySink{obs: newRing[forecasting.Observation](limit), starts: newRing[forecasting.StageStart](limit)}
+	return &MemorySink{obs: newRing[headstart.Observation](limit), starts: newRing[headstart.StageStart](limit)}
 }
 
 // Observe implements Sink.
-func (s *MemorySink) Observe(_ context.Context, o forecasting.Observation) error {
+func (s *MemorySink) Observe(_ context.Context, o headstart.Observation) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.obs.add(o)
@@ -60,7 +60,7 @@ func (s *MemorySink) Observe(_ context.Context, o forecasting.Observation) error
 }
 
 // ObserveStart implements StartSink.
-func (s *MemorySink) ObserveStart(_ context.Context, st forecasting.StageStart) error {
+func (s *MemorySink) ObserveStart(_ context.Context, st headstart.StageStart) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.starts.add(st)
@@ -68,14 +68,14 @@ func (s *MemorySink) ObserveStart(_ context.Context, st forecasting.StageStart) 
 }
 
 // Observations returns a copy of the kept observations, oldest first.
-func (s *MemorySink) Observations() []forecasting.Observation {
+func (s *MemorySink) Observations() []headstart.Observation {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.obs.all()
 }
 
 // Starts returns a copy of the kept start events, oldest first.
-func (s *MemorySink) Starts() []forecasting.StageStart {
+func (s *MemorySink) Starts() []headstart.StageStart {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.starts.all()
@@ -113,7 +113,7 @@ type BatchOptions struct {
 	// Send delivers one batch, e.g. as a signal to the forecaster. Required.
 	// A batch whose Send fails is dropped and counted; Send should retry
 	// itself if it must.
-	Send func(ctx context.Context, batch Batch) error
+	Send func(ctx context.Context, batch headstart.Batch) error
 	// MaxBatch is the most observations and start events in one batch. If not set, 500.
 	MaxBatch int
 	// FlushInterval is the longest an observation waits for its batch. If not set, 2 s.
@@ -130,22 +130,13 @@ var ErrNoSend = errors.New("interceptors: BatchOptions.Send is required")
 type BatchingSink struct {
 	opts    BatchOptions
 	mu      sync.Mutex
-	batch   Batch
+	batch   headstart.Batch
 	sendMu  sync.Mutex // one Send at a time, in order
 	stop    chan struct{}
 	done    chan struct{}
 	closeMu sync.Once
 	stats   BatchStats
 }
-
-// Batch is what a BatchingSink sends: observations, and start events.
-type Batch struct {
-	Observations []forecasting.Observation
-	Starts       []forecasting.StageStart
-}
-
-// Len is how many items the batch holds.
-func (b Batch) Len() int { return len(b.Observations) + len(b.Starts) }
 
 var _ StartSink = (*BatchingSink)(nil)
 
@@ -174,21 +165,21 @@ func NewBatchingSink(opts BatchOptions) (*BatchingSink, error) {
 }
 
 // Observe implements Sink: it adds o to the batch and sends the batch when full.
-func (s *BatchingSink) Observe(ctx context.Context, o forecasting.Observation) error {
-	return s.add(ctx, func(b *Batch) { b.Observations = append(b.Observations, o) })
+func (s *BatchingSink) Observe(ctx context.Context, o headstart.Observation) error {
+	return s.add(ctx, func(b *headstart.Batch) { b.Observations = append(b.Observations, o) })
 }
 
 // ObserveStart implements StartSink: start events travel in the same batches.
-func (s *BatchingSink) ObserveStart(ctx context.Context, st forecasting.StageStart) error {
-	return s.add(ctx, func(b *Batch) { b.Starts = append(b.Starts, st) })
+func (s *BatchingSink) ObserveStart(ctx context.Context, st headstart.StageStart) error {
+	return s.add(ctx, func(b *headstart.Batch) { b.Starts = append(b.Starts, st) })
 }
 
-func (s *BatchingSink) add(ctx context.Context, put func(*Batch)) error {
+func (s *BatchingSink) add(ctx context.Context, put func(*headstart.Batch)) error {
 	s.mu.Lock()
 	put(&s.batch)
-	var full Batch
+	var full headstart.Batch
 	if s.batch.Len() >= s.opts.MaxBatch {
-		full, s.batch = s.batch, Batch{}
+		full, s.batch = s.batch, headstart.Batch{}
 	}
 	s.mu.Unlock()
 	if full.Len() > 0 {
@@ -201,7 +192,7 @@ func (s *BatchingSink) add(ctx context.Context, put func(*Batch)) error {
 func (s *BatchingSink) Flush(ctx context.Context) error {
 	s.mu.Lock()
 	b := s.batch
-	s.batch = Batch{}
+	s.batch = headstart.Batch{}
 	s.mu.Unlock()
 	if b.Len() == 0 {
 		return nil
@@ -223,7 +214,7 @@ func (s *BatchingSink) Close(ctx context.Context) error {
 	return s.Flush(ctx)
 }
 
-func (s *BatchingSink) send(ctx context.Context, b Batch) error {
+func (s *BatchingSink) send(ctx context.Context, b headstart.Batch) error {
 	s.sendMu.Lock()
 	defer s.sendMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, s.opts.SendTimeout)

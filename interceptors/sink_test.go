@@ -9,12 +9,12 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/headstart-dev/headstart/forecasting"
+	"github.com/headstart-dev/headstart"
 	"github.com/headstart-dev/headstart/interceptors"
 )
 
-func obs(i int) forecasting.Observation {
-	return forecasting.Observation{Stage: "W/a", Attempt: int32(i)}
+func obs(i int) headstart.Observation {
+	return headstart.Observation{Stage: "W/a", Attempt: int32(i)}
 }
 
 func TestMemorySinkKeepsTheNewestInOrder(t *testing.T) {
@@ -31,11 +31,11 @@ func TestMemorySinkKeepsTheNewestInOrder(t *testing.T) {
 
 type batches struct {
 	mu  sync.Mutex
-	got []interceptors.Batch
+	got []headstart.Batch
 	err error
 }
 
-func (b *batches) send(_ context.Context, batch interceptors.Batch) error {
+func (b *batches) send(_ context.Context, batch headstart.Batch) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.got = append(b.got, batch)
@@ -76,9 +76,9 @@ func TestBatchingSinkCarriesStartEvents(t *testing.T) {
 	var b batches
 	s, err := interceptors.NewBatchingSink(interceptors.BatchOptions{Send: b.send, MaxBatch: 3, FlushInterval: time.Hour})
 	require.NoError(t, err)
-	require.NoError(t, s.ObserveStart(context.Background(), forecasting.StageStart{Stage: "W/a", RunID: "r"}))
+	require.NoError(t, s.ObserveStart(context.Background(), headstart.StageStart{Stage: "W/a", RunID: "r"}))
 	require.NoError(t, s.Observe(context.Background(), obs(1)))
-	require.NoError(t, s.ObserveStart(context.Background(), forecasting.StageStart{Stage: "W/b", RunID: "r"}))
+	require.NoError(t, s.ObserveStart(context.Background(), headstart.StageStart{Stage: "W/b", RunID: "r"}))
 	require.Len(t, b.got, 1, "starts count towards a full batch")
 	require.Equal(t, []string{"W/a", "W/b"}, []string{b.got[0].Starts[0].Stage, b.got[0].Starts[1].Stage})
 	require.Len(t, b.got[0].Observations, 1)

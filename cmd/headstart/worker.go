@@ -20,11 +20,12 @@ import (
 	k8s "k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/headstart-dev/headstart"
 	"github.com/headstart-dev/headstart/config"
+	"github.com/headstart-dev/headstart/controlplane"
 	"github.com/headstart-dev/headstart/shapers"
 	"github.com/headstart-dev/headstart/shapers/kubernetes"
 	"github.com/headstart-dev/headstart/shapers/workerpool"
-	"github.com/headstart-dev/headstart/worker"
 )
 
 func runWorker(args []string, stdout, stderr io.Writer) int {
@@ -33,7 +34,7 @@ func runWorker(args []string, stdout, stderr io.Writer) int {
 	configPath := fs.String("config", "", "the configuration file (see headstart.example.yaml); empty: forecasting only, with the defaults")
 	address := fs.String("address", client.DefaultHostPort, "Temporal frontend host:port (overrides temporal.address)")
 	namespace := fs.String("namespace", client.DefaultNamespace, "Temporal namespace (overrides temporal.namespace)")
-	taskQueue := fs.String("task-queue", worker.TaskQueue, "the control plane's task queue (overrides task_queue)")
+	taskQueue := fs.String("task-queue", headstart.TaskQueue, "the control plane's task queue (overrides task_queue)")
 	metricsAddress := fs.String("metrics-address", "", "where to serve the control worker's /metrics (overrides metrics_address); empty: nowhere")
 	onKubernetes := fs.Bool("kubernetes", false, "shape stage Deployments, in-cluster or with --kubeconfig (as shapers.kubernetes)")
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig for --kubernetes; empty: the pod's ServiceAccount")
@@ -96,7 +97,7 @@ func runWorker(args []string, stdout, stderr io.Writer) int {
 	}
 	opts := file.Options()
 	opts.Registerer, opts.Shapers = registry, shaping
-	w, err := worker.New(c, opts)
+	w, err := controlplane.NewWorker(c, opts)
 	if err != nil {
 		return fail(err)
 	}
@@ -107,7 +108,7 @@ func runWorker(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "headstart control worker: %s\n", file)
 	// The worker runs first: a running coordinator's configure update needs it.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	started, err := file.ControlPlane().Start(ctx, c)
+	started, err := file.Plane().Start(ctx, c)
 	cancel()
 	for _, s := range started {
 		fmt.Fprintln(stdout, s)

@@ -14,9 +14,9 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/headstart-dev/headstart"
 	"github.com/headstart-dev/headstart/internal/temporaltest"
 	"github.com/headstart-dev/headstart/internal/testproc"
-	headstart "github.com/headstart-dev/headstart/worker"
 )
 
 // TestTheBinaryRunsTheWholeChainFromItsConfig uses only the binaries and

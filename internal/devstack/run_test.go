@@ -19,9 +19,9 @@ import (
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/headstart-dev/headstart/controlplane"
 	"github.com/headstart-dev/headstart/internal/temporaltest"
 	"github.com/headstart-dev/headstart/internal/testproc"
-	headstart "github.com/headstart-dev/headstart/worker"
 )
 
 // TestMakeRun starts scripts/run.sh as `make run` does, checks that the Web UI
@@ -134,7 +134,7 @@ func TestMakeRun(t *testing.T) {
 	defer c.Close()
 	var stages []string
 	waitFor(t, time.Minute, "the forecaster to predict every pipeline stage", func() bool {
-		preds, err := headstart.Predictions(ctx, c, "default")
+		preds, err := controlplane.Predictions(ctx, c, "default")
 		stages = stages[:0]
 		for _, p := range preds {
 			stages = append(stages, p.Stage)

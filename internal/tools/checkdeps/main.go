@@ -1,9 +1,14 @@
 // Command checkdeps fails when a package imports against the dependency
-// direction of DESIGN.md:
+// direction of DESIGN.md, as the module lays it out:
 //
-//	resources ◄── forecasting ◄── interceptors
+//	resources ◄── headstart (the root: wire API) ◄── interceptors (the drop-in)
 //	    ▲               ▲
-//	 shapers ◄──── activities ◄── worker ◄── config ◄── cmd
+//	    │          forecasting (pure models)
+//	    │               ▲
+//	 shapers ◄──── activities ◄── forecaster, ledger, coordinator ◄── controlplane ◄── config ◄── cmd
+//
+// The drop-in a user's worker imports (the root and interceptors) may not
+// depend on gonum or client-go, even through another module.
 //
 // Only non-test imports count. The rules are the table below; `make check-deps`
 // runs it over ./... of the module in the current folder.
@@ -11,6 +16,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -36,21 +42,35 @@ type Rule struct {
 	// External lists the path prefixes of other modules a package may depend
 	// on, transitively; nil allows any. The standard library is always allowed.
 	External []string
+	// Forbidden lists path prefixes a package may not depend on, transitively.
+	Forbidden []string
 }
 
-var public = []string{"resources", "forecasting", "interceptors", "activities", "shapers", "worker", "config", "samples"}
+var public = []string{"", "resources", "forecasting", "interceptors", "activities", "shapers",
+	"forecaster", "ledger", "coordinator", "controlplane", "config", "samples"}
+
+// heavy are what a user's worker must not pull in through Headstart's drop-in.
+var heavy = []string{"gonum.org/", "k8s.io/", "sigs.k8s.io/"}
 
 // Rules are checked most specific first: a package obeys the rule with the longest matching Path.
+// Path "" is the module's root package only.
 var Rules = []Rule{
+	{Path: "", Internal: []string{"resources"}, External: []string{}}, // the wire API: the standard library only
 	{Path: "resources", Internal: nil, External: []string{}},
-	{Path: "forecasting", Internal: []string{"resources"}, External: []string{"gonum.org/", "golang.org/x/"}}, // gonum and what it needs
-	{Path: "interceptors", Internal: []string{"resources", "forecasting"}},
+	{Path: "forecasting", Internal: []string{"", "resources"}, External: []string{"gonum.org/", "golang.org/x/"}}, // gonum and what it needs
+	{Path: "interceptors", Internal: []string{"", "resources"}, Forbidden: heavy},
 	{Path: "shapers", Internal: []string{"resources"}},
-	{Path: "activities", Internal: []string{"resources", "forecasting", "shapers"}},
-	{Path: "worker", Internal: []string{"resources", "forecasting", "interceptors", "activities", "shapers"}},
+	{Path: "activities", Internal: []string{"", "resources", "forecasting", "shapers"}},
+	// One package per workflow, with its pure state; the Web UI details share internal/details.
+	{Path: "forecaster", Internal: []string{"", "resources", "forecasting", "activities", "internal/details"}},
+	{Path: "ledger", Internal: []string{"", "resources", "internal/details"}},
+	{Path: "coordinator", Internal: []string{"", "resources", "activities", "shapers", "internal/details"}},
+	// The control worker's assembly: registers the workflows and activities, starts the plane.
+	{Path: "controlplane", Internal: []string{"", "resources", "activities", "shapers", "forecaster", "ledger", "coordinator"}},
 	// config is the file's schema: it maps onto the control plane's types and starts nothing.
-	{Path: "config", Internal: []string{"resources", "worker"}},
+	{Path: "config", Internal: []string{"", "resources", "coordinator", "controlplane"}},
 	{Path: "samples", Internal: public},
+	{Path: "internal/details", Internal: nil, External: []string{}},
 	{Path: "internal", Internal: append([]string{"internal"}, public...)},
 	{Path: "cmd", Internal: append([]string{"internal"}, public...)},
 }
@@ -76,6 +96,11 @@ func Check(module string, pkgs []Package, rules []Rule) []string {
 			irel, internal := relative(module, imp)
 			if internal && !under(irel, r.Path) && !underAny(irel, r.Internal) {
 				bad = append(bad, fmt.Sprintf("%s imports %s: %s may import only %s", p.ImportPath, imp, r.Path, list(r.Internal)))
+			}
+		}
+		for _, d := range p.Deps {
+			if hasPrefixAny(d, r.Forbidden) {
+				bad = append(bad, fmt.Sprintf("%s depends on %s: %s may not depend on %s", p.ImportPath, d, rel, strings.Join(r.Forbidden, ", ")))
 			}
 		}
 		external := r.External
@@ -147,7 +172,11 @@ func list(xs []string) string {
 	if len(xs) == 0 {
 		return "nothing else in the module"
 	}
-	return strings.Join(xs, ", ")
+	named := make([]string, len(xs))
+	for i, x := range xs {
+		named[i] = cmp.Or(x, "the root package")
+	}
+	return strings.Join(named, ", ")
 }
 
 func andList(xs []string) string {

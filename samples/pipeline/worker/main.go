@@ -23,7 +23,6 @@ import (
 
 	hsinterceptors "github.com/headstart-dev/headstart/interceptors"
 	"github.com/headstart-dev/headstart/samples/pipeline"
-	headstart "github.com/headstart-dev/headstart/worker"
 )
 
 func main() {
@@ -46,7 +45,7 @@ func main() {
 	var sink hsinterceptors.Sink
 	if *fleet != "" {
 		sink, err = hsinterceptors.NewBatchingSink(hsinterceptors.BatchOptions{
-			Send: headstart.ForecasterSender(c, headstart.Options{Fleet: *fleet}),
+			Send: hsinterceptors.ForecasterSender(c, hsinterceptors.SenderOptions{Fleet: *fleet}),
 		})
 		if err != nil {
 			log.Fatal(err)
@@ -87,7 +86,7 @@ func main() {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		var lastLog time.Time
-		go headstart.SyncRoutes(ctx, c, router, headstart.RouteSyncOptions{Fleet: *fleet, Namespace: *namespace, OnError: func(err error) {
+		go hsinterceptors.SyncRoutes(ctx, c, router, hsinterceptors.RouteSyncOptions{Fleet: *fleet, Namespace: *namespace, OnError: func(err error) {
 			if time.Since(lastLog) > time.Minute { // until the coordinator runs, every sync fails: say so once a minute
 				lastLog = time.Now()
 				log.Printf("routes (activities stay on their own queues): %v", err)

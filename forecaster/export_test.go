@@ -1,0 +1,4 @@
+package forecaster
+
+// LoadBatch is loadBatch for the external tests.
+var LoadBatch = loadBatch

@@ -1,4 +1,0 @@
-package worker
-
-// LoadBatch is loadBatch for the external tests.
-var LoadBatch = loadBatch
