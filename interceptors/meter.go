@@ -51,6 +51,18 @@ func (u usage) clampZero() usage {
 	return usage{c(u.cpu), c(u.alloc), c(u.diskRead), c(u.diskWrite), c(u.diskOps), c(u.net)}
 }
 
+// counters reads the process counters a meter apportions. procCounters
+// reads the real ones; tests give a meter their own.
+type counters interface {
+	// event reads CPU, allocations and the heap level, at every attempt's
+	// start and end. It may be called concurrently.
+	event() eventReading
+	// sampled reads the disk and network counters, at ticks only, from one
+	// goroutine at a time.
+	sampled() usage
+	close()
+}
+
 // meterSpan is one attempt's view of the meter.
 type meterSpan struct {
 	start, end time.Time // end is zero while the attempt runs
@@ -77,35 +89,52 @@ type meter struct {
 	share    usage // cumulative per-attempt share of CPU and allocation deltas
 	heap     float64
 	lastTick time.Time
-	io       *os.File // /proc/self/io, or nil where unavailable
-	netDev   *os.File // /proc/self/net/dev, or nil
-	buf      []byte
+	c        counters
 }
 
-func newMeter(maxEnded int, now time.Time) *meter {
+func newMeter(c counters, maxEnded int, now time.Time) *meter {
 	m := &meter{
 		active:   map[*meterSpan]struct{}{},
 		maxEnded: maxEnded,
-		buf:      make([]byte, 8192),
 		lastTick: now,
+		c:        c,
 	}
-	m.io, _ = os.Open("/proc/self/io")
-	m.netDev, _ = os.Open("/proc/self/net/dev")
-	r := readEvent()
-	m.last = m.readSampled(usage{cpu: r.cpu, alloc: r.alloc})
+	r := c.event()
+	m.last = c.sampled()
+	m.last.cpu, m.last.alloc = r.cpu, r.alloc
 	m.heap = r.heap
 	return m
 }
 
-func (m *meter) close() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, f := range []*os.File{m.io, m.netDev} {
+func (m *meter) close() { m.c.close() }
+
+// procCounters are the process's own counters: getrusage, the Go runtime's
+// metrics, /proc/self/io and /proc/self/net/dev.
+type procCounters struct {
+	mu     sync.Mutex
+	io     *os.File // /proc/self/io, or nil where unavailable
+	netDev *os.File // /proc/self/net/dev, or nil
+	buf    []byte
+}
+
+func newProcCounters() *procCounters {
+	c := &procCounters{buf: make([]byte, 8192)}
+	c.io, _ = os.Open("/proc/self/io")
+	c.netDev, _ = os.Open("/proc/self/net/dev")
+	return c
+}
+
+func (c *procCounters) event() eventReading { return readEvent() }
+
+func (c *procCounters) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, f := range []*os.File{c.io, c.netDev} {
 		if f != nil {
 			_ = f.Close()
 		}
 	}
-	m.io, m.netDev = nil, nil
+	c.io, c.netDev = nil, nil
 }
 
 // eventReading is one read of the counters read at every attempt's start and end.
@@ -135,18 +164,19 @@ const (
 	metricHeapObjects = "/memory/classes/heap/objects:bytes"
 )
 
-// readSampled returns u with the disk and network counters read now. Only the
-// collector goroutine calls it (and newMeter before that starts), so it needs
-// no lock; close runs after the collector stops.
-func (m *meter) readSampled(u usage) usage {
-	if m.io != nil {
-		if n, err := m.io.ReadAt(m.buf, 0); n > 0 || err == nil {
-			u.diskRead, u.diskWrite, u.diskOps = parseProcIO(m.buf[:n])
+// sampled reads the disk and network counters now.
+func (c *procCounters) sampled() usage {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var u usage
+	if c.io != nil {
+		if n, err := c.io.ReadAt(c.buf, 0); n > 0 || err == nil {
+			u.diskRead, u.diskWrite, u.diskOps = parseProcIO(c.buf[:n])
 		}
 	}
-	if m.netDev != nil {
-		if n, err := m.netDev.ReadAt(m.buf, 0); n > 0 || err == nil {
-			u.net = parseNetDev(m.buf[:n])
+	if c.netDev != nil {
+		if n, err := c.netDev.ReadAt(c.buf, 0); n > 0 || err == nil {
+			u.net = parseNetDev(c.buf[:n])
 		}
 	}
 	return u
@@ -169,7 +199,7 @@ func (m *meter) advanceEvent(r eventReading) {
 
 // begin starts metering an attempt at time now.
 func (m *meter) begin(s *meterSpan, now time.Time) {
-	r := readEvent()
+	r := m.c.event()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.advanceEvent(r)
@@ -184,7 +214,7 @@ func (m *meter) begin(s *meterSpan, now time.Time) {
 // complete. It reports false when too many ended attempts await the tick: the
 // attempt is then forgotten.
 func (m *meter) end(s *meterSpan, now time.Time) bool {
-	r := readEvent()
+	r := m.c.event()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.advanceEvent(r)
@@ -204,8 +234,8 @@ func (m *meter) end(s *meterSpan, now time.Time) bool {
 // ran, and returns the attempts that began since the last tick and still
 // run, and those that ended since the last tick.
 func (m *meter) tick(now time.Time) (begun, ended []*meterSpan) {
-	r := readEvent()
-	cur := m.readSampled(usage{})
+	r := m.c.event()
+	cur := m.c.sampled()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.advanceEvent(r)

@@ -1,0 +1,103 @@
+package interceptors
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// fakeCounters are process counters a test sets by hand.
+type fakeCounters struct {
+	mu  sync.Mutex
+	ev  eventReading
+	smp usage
+}
+
+func (f *fakeCounters) event() eventReading { f.mu.Lock(); defer f.mu.Unlock(); return f.ev }
+func (f *fakeCounters) sampled() usage      { f.mu.Lock(); defer f.mu.Unlock(); return f.smp }
+func (f *fakeCounters) close()              {}
+
+// set moves the counters to the given totals.
+func (f *fakeCounters) set(cpu, heap, disk float64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ev.cpu, f.ev.heap = cpu, heap
+	f.smp.diskRead = disk
+}
+
+// TestMeterApportionsTheProcessCounters is the meter's rule: CPU growth is
+// split equally among the attempts running while it grew; disk (and
+// network) growth between two ticks is split among the attempts that ran in
+// the interval, in proportion to how long each ran in it; every attempt
+// running sees the heap's whole rise; an ended attempt is handed back by the
+// next tick, complete.
+func TestMeterApportionsTheProcessCounters(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	c := &fakeCounters{}
+	c.set(10, 100, 1000)
+	m := newMeter(c, 16, t0)
+
+	var a, b meterSpan
+	m.begin(&a, at(0)) // a alone
+	c.set(12, 150, 1000)
+	m.begin(&b, at(1)) // 2 CPU s grew while a ran alone
+	c.set(16, 400, 1000)
+	require.True(t, m.end(&a, at(2))) // 4 CPU s grew while both ran; the heap rose to 400
+	c.set(16, 120, 4000)
+
+	// The first interval, 0–4 s: a ran 2 s of it, b 3 s; 3,000 disk bytes.
+	begun, ended := m.tick(at(4))
+	require.Equal(t, []*meterSpan{&b}, begun, "b began since the last tick and runs on")
+	require.Equal(t, []*meterSpan{&a}, ended)
+	require.InDelta(t, 2+4.0/2, a.used.cpu, 1e-9, "a: 2 s alone and half of 4 s shared")
+	require.Equal(t, 400.0, a.peakHeap, "a saw the heap's whole rise")
+	require.Equal(t, 100.0, a.startHeap)
+	require.InDelta(t, 3000*2.0/5, a.used.diskRead, 1e-9)
+	require.InDelta(t, 3000*3.0/5, b.used.diskRead, 1e-9)
+
+	// The second interval, 4–8 s: b alone, until 6 s.
+	c.set(18, 120, 4000)
+	require.True(t, m.end(&b, at(6)))
+	c.set(18, 120, 5000)
+	begun, ended = m.tick(at(8))
+	require.Empty(t, begun)
+	require.Equal(t, []*meterSpan{&b}, ended)
+	require.InDelta(t, 4.0/2+2, b.used.cpu, 1e-9, "b: half of 4 s shared and 2 s alone")
+	require.Equal(t, 400.0, b.peakHeap)
+	require.Equal(t, 150.0, b.startHeap)
+	require.InDelta(t, 1800+1000, b.used.diskRead, 1e-9, "the second interval's growth is b's alone")
+}
+
+// TestMeterSplitsDiskByTimeRunInTheInterval: two attempts in one interval
+// share its disk growth by how long each ran in it.
+func TestMeterSplitsDiskByTimeRunInTheInterval(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	c := &fakeCounters{}
+	m := newMeter(c, 16, t0)
+	var a, b meterSpan
+	m.begin(&a, t0)
+	m.begin(&b, t0.Add(3*time.Second))
+	m.end(&a, t0.Add(4*time.Second)) // a ran 4 s of the interval
+	c.set(0, 0, 6000)
+	_, ended := m.tick(t0.Add(5 * time.Second)) // b ran 2 s of it, and runs on
+	require.Equal(t, []*meterSpan{&a}, ended)
+	require.InDelta(t, 4000, a.used.diskRead, 1e-9)
+	require.InDelta(t, 2000, b.used.diskRead, 1e-9)
+}
+
+// TestMeterForgetsAttemptsPastItsBound: past maxEnded ended attempts
+// awaiting a tick, end reports false and the attempt is not handed back.
+func TestMeterForgetsAttemptsPastItsBound(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	m := newMeter(&fakeCounters{}, 1, t0)
+	var a, b meterSpan
+	m.begin(&a, t0)
+	m.begin(&b, t0)
+	require.True(t, m.end(&a, t0.Add(time.Second)))
+	require.False(t, m.end(&b, t0.Add(time.Second)))
+	_, ended := m.tick(t0.Add(2 * time.Second))
+	require.Equal(t, []*meterSpan{&a}, ended)
+}
