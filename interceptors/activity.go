@@ -176,8 +176,12 @@ func (p *Profiler) begin(ctx context.Context, args []any) (r *record, start time
 	if p.closed() {
 		return nil, start
 	}
+	info := activity.GetInfo(ctx)
+	if p.excluded(info.ActivityType.Name) {
+		return nil, start
+	}
 	start = time.Now()
-	r = &record{args: args, info: activity.GetInfo(ctx), pred: predecessorFromHeader(interceptor.Header(ctx))}
+	r = &record{args: args, info: info, pred: predecessorFromHeader(interceptor.Header(ctx))}
 	r.span.payload = r // before the meter publishes the span to the collector
 	p.meter.begin(&r.span, start)
 	return r, start

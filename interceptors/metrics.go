@@ -71,6 +71,14 @@ func newProfilerMetrics(reg prometheus.Registerer, maxStages int) (*profilerMetr
 		stages:    map[string]*stageMetrics{},
 		byLabel:   map[string]*stageMetrics{},
 	}
+	// The counters of trouble exist from the start, at zero: an alert on
+	// them needs no first occurrence to have a series.
+	for _, reason := range []string{"queue_full", "sink_backlog", "invalid"} {
+		m.dropped.WithLabelValues(reason)
+	}
+	for _, kind := range []string{"error", "panic"} {
+		m.sinkErrors.WithLabelValues(kind)
+	}
 	if reg == nil {
 		return m, nil
 	}

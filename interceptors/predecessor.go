@@ -45,6 +45,9 @@ type workflowOutbound struct {
 }
 
 func (w *workflowOutbound) ExecuteActivity(ctx workflow.Context, activityType string, args ...any) workflow.Future {
+	if w.p.excluded(activityType) {
+		return w.Next.ExecuteActivity(ctx, activityType, args...)
+	}
 	stage := w.p.stageName(workflow.GetInfo(ctx).WorkflowType.Name, activityType)
 	// Activities of one stage scheduled back to back (a fan-out) share the
 	// predecessor of the first.

@@ -3,6 +3,8 @@ package interceptors
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +45,25 @@ type ProfilerOptions struct {
 	// MaxMetricStages caps the distinct stage label values; later stages share
 	// the label "other". If not set, 100.
 	MaxMetricStages int
+	// ExcludeActivityTypes are activity types the profiler leaves alone:
+	// not measured, not reported, and never a later stage's predecessor.
+	ExcludeActivityTypes []string
+	// ProfileSessionActivities profiles the SDK's own session activities
+	// (internalSessionCreationActivity, internalSessionCompletionActivity)
+	// as stages too. If not set, they are excluded: they are the SDK's
+	// bookkeeping, not a stage of the user's workflow.
+	ProfileSessionActivities bool
+}
+
+// sessionActivityPrefix begins the names of the SDK's internal session activities.
+const sessionActivityPrefix = "internalSession"
+
+// excluded reports whether the profiler leaves an activity type alone.
+func (p *Profiler) excluded(activityType string) bool {
+	if !p.opts.ProfileSessionActivities && strings.HasPrefix(activityType, sessionActivityPrefix) {
+		return true
+	}
+	return slices.Contains(p.opts.ExcludeActivityTypes, activityType)
 }
 
 // Profiler is the drop-in worker interceptor that measures every activity

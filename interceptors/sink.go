@@ -3,8 +3,11 @@ package interceptors
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/headstart-dev/headstart"
 )
@@ -120,6 +123,39 @@ type BatchOptions struct {
 	FlushInterval time.Duration
 	// SendTimeout bounds one Send. If not set, 10 s.
 	SendTimeout time.Duration
+	// OnError hears every failed Send, with the number of items the batch
+	// lost, whether the batch was full or flushed by the timer. It must not
+	// block. If not set, failures are only counted.
+	OnError func(err error, items int)
+	// Registerer receives the sink's metrics: batches and items sent and
+	// failed (headstart_batch_*), all at zero from the start. If not set,
+	// none are registered.
+	Registerer prometheus.Registerer
+}
+
+// batchMetrics count a BatchingSink's sends.
+type batchMetrics struct {
+	sent, failed, itemsSent, itemsFailed prometheus.Counter
+}
+
+func newBatchMetrics(reg prometheus.Registerer) (*batchMetrics, error) {
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "headstart", Subsystem: "batch", Name: name, Help: help})
+	}
+	m := &batchMetrics{
+		sent:        counter("sends_total", "Batches of observations sent to the forecaster."),
+		failed:      counter("send_failures_total", "Batches whose send failed; their items are lost."),
+		itemsSent:   counter("items_sent_total", "Observations and start events sent."),
+		itemsFailed: counter("items_failed_total", "Observations and start events lost with a failed batch."),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.sent, m.failed, m.itemsSent, m.itemsFailed} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register batch metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
 }
 
 // ErrNoSend is returned by NewBatchingSink without BatchOptions.Send.
@@ -136,6 +172,7 @@ type BatchingSink struct {
 	done    chan struct{}
 	closeMu sync.Once
 	stats   BatchStats
+	metrics *batchMetrics
 }
 
 var _ StartSink = (*BatchingSink)(nil)
@@ -159,7 +196,11 @@ func NewBatchingSink(opts BatchOptions) (*BatchingSink, error) {
 	if opts.SendTimeout <= 0 {
 		opts.SendTimeout = 10 * time.Second
 	}
-	s := &BatchingSink{opts: opts, stop: make(chan struct{}), done: make(chan struct{})}
+	m, err := newBatchMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s := &BatchingSink{opts: opts, stop: make(chan struct{}), done: make(chan struct{}), metrics: m}
 	go s.loop()
 	return s, nil
 }
@@ -222,10 +263,17 @@ func (s *BatchingSink) send(ctx context.Context, b headstart.Batch) error {
 	err := s.opts.Send(ctx, b)
 	if err != nil {
 		s.stats.Failed += int64(b.Len())
+		s.metrics.failed.Inc()
+		s.metrics.itemsFailed.Add(float64(b.Len()))
+		if s.opts.OnError != nil {
+			s.opts.OnError(err, b.Len())
+		}
 		return err
 	}
 	s.stats.Batches++
 	s.stats.Sent += int64(b.Len())
+	s.metrics.sent.Inc()
+	s.metrics.itemsSent.Add(float64(b.Len()))
 	return nil
 }
 

@@ -1,27 +1,23 @@
-// Command worker runs the pipeline sample's worker with Headstart's profiler:
-// observations go in batches to the Headstart forecaster (run `headstart
-// worker` beside it) and the profiler's Prometheus metrics are served at
-// http://<-metrics-address>/metrics. With -route, a stage the coordinator
-// replicates is routed to its replicas' queue while they poll it (the same
-// binary, run by the coordinator's worker pool with -task-queue).
+// Command worker runs the pipeline sample's worker with Headstart's drop-in
+// (interceptors.New): every activity is profiled, the observations go in
+// batches to the Headstart forecaster (run `headstart worker` beside it),
+// the metrics are served at http://<-metrics-address>/metrics, and a stage
+// the coordinator replicates is routed to its replicas' queue while they
+// poll it (the same binary, run by the coordinator's worker pool with
+// -task-queue).
 package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"log"
-	"net"
-	"net/http"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 
-	hsinterceptors "github.com/headstart-dev/headstart/interceptors"
+	"github.com/headstart-dev/headstart/interceptors"
 	"github.com/headstart-dev/headstart/samples/pipeline"
 )
 
@@ -41,59 +37,26 @@ func main() {
 	}
 	defer c.Close()
 
-	registry := prometheus.NewRegistry()
-	var sink hsinterceptors.Sink
-	if *fleet != "" {
-		sink, err = hsinterceptors.NewBatchingSink(hsinterceptors.BatchOptions{
-			Send: hsinterceptors.ForecasterSender(c, hsinterceptors.SenderOptions{Fleet: *fleet}),
-		})
-		if err != nil {
-			log.Fatal(err)
-		}
-	}
-	profiler, err := hsinterceptors.NewProfiler(hsinterceptors.ProfilerOptions{Registerer: registry, Sink: sink})
+	// Headstart's drop-in: one value in worker.Options.Interceptors.
+	hs, err := interceptors.New(c, interceptors.Options{
+		Fleet: *fleet, Namespace: *namespace, MetricsAddress: *metricsAddress,
+		DisableReporting: *fleet == "", DisableRouting: !*route || *fleet == "",
+	})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := profiler.Close(ctx); err != nil {
+		if err := hs.Close(ctx); err != nil {
 			log.Print(err)
 		}
 	}()
-	if *metricsAddress != "" {
-		l, err := net.Listen("tcp", *metricsAddress)
-		if err != nil {
-			log.Fatalf("metrics: %v", err)
-		}
-		log.Printf("serving metrics at http://%s/metrics", l.Addr())
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Printf("metrics: %v", err)
-			}
-		}()
-		defer srv.Close()
+	if a := hs.MetricsAddr(); a != nil {
+		log.Printf("serving metrics at http://%s/metrics", a)
 	}
 
-	interceptors := []interceptor.WorkerInterceptor{profiler}
-	if *route && *fleet != "" {
-		router := hsinterceptors.NewRouter()
-		interceptors = append(interceptors, hsinterceptors.NewRouting(router, hsinterceptors.RoutingOptions{}))
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		var lastLog time.Time
-		go hsinterceptors.SyncRoutes(ctx, c, router, hsinterceptors.RouteSyncOptions{Fleet: *fleet, Namespace: *namespace, OnError: func(err error) {
-			if time.Since(lastLog) > time.Minute { // until the coordinator runs, every sync fails: say so once a minute
-				lastLog = time.Now()
-				log.Printf("routes (activities stay on their own queues): %v", err)
-			}
-		}})
-	}
-	w := worker.New(c, *taskQueue, worker.Options{Interceptors: interceptors})
+	w := worker.New(c, *taskQueue, worker.Options{Interceptors: []interceptor.WorkerInterceptor{hs}})
 	w.RegisterWorkflow(pipeline.Pipeline)
 	w.RegisterActivity(&pipeline.Activities{Dir: *dir})
 	if err := w.Run(worker.InterruptCh()); err != nil {
