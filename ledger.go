@@ -14,6 +14,7 @@ const (
 	UpdateReserve      = "reserve"      // a ReserveRequest; completes with a ReserveResult
 	UpdateRelease      = "release"      // a ReleaseRequest; completes with whether the key was held
 	UpdateSetCapacity  = "set-capacity" // a resources.Vector; completes with the soft reservations reclaimed
+	UpdateMeasure      = "measure"      // a Measurement; completes with the soft reservations reclaimed
 	QueryReservations  = "reservations" // []Reservation
 	QueryPool          = "pool"         // PoolStatus
 )
@@ -107,6 +108,23 @@ type LedgerInput struct {
 	Capacity resources.Vector
 	// Reservations carried by continue-as-new.
 	Reservations []Reservation
+	// Measurement carried by continue-as-new: the last one, if the pool is measured.
+	Measurement *Measurement `json:",omitempty"`
+}
+
+// Measurement is a pool's capacity as the infrastructure tells it (the
+// ledger's measure update): what its machines offer, and what work that is
+// not Headstart's takes of it. Reservations take only the rest.
+type Measurement struct {
+	// Capacity the pool's machines offer (Kubernetes: the allocatable of
+	// its Ready, schedulable nodes).
+	Capacity resources.Vector
+	// InUse is what other work holds of it (Kubernetes: the requests of
+	// the pods bound to those nodes, Headstart's placeholders excluded).
+	InUse resources.Vector
+	// At is when it was measured; Source says what was measured, for a person.
+	At     time.Time
+	Source string `json:",omitempty"`
 }
 
 // PoolStatus is a pool's capacity and what is held.
@@ -116,4 +134,10 @@ type PoolStatus struct {
 	Hard, Soft, Free   resources.Vector
 	Reservations       int
 	Reclaims, Expiries int64
+	// InUse is what other work holds of a measured pool's capacity; Free
+	// leaves it out. Measured is when (zero: the capacity is configured),
+	// and Source what was measured.
+	InUse    resources.Vector `json:",omitempty"`
+	Measured time.Time        `json:",omitempty"`
+	Source   string           `json:",omitempty"`
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
@@ -124,6 +125,41 @@ func (p *Prefetcher) Migrate(ctx context.Context, m shapers.Migration) (shapers.
 	}
 	moved, err := mg.Migrate(ctx, m)
 	return moved, shapeError(err)
+}
+
+// MeasureInput names the shaper kind (a shapers.CapacityReader) that can
+// tell a pool's capacity, its selector of the pool's machines, and the
+// pool's ledger the measurement goes to.
+type MeasureInput struct {
+	Kind, Selector   string
+	LedgerWorkflowID string
+}
+
+// MeasureResult is what a measurement found and what the ledger reclaimed for it.
+type MeasureResult struct {
+	Capacity  shapers.Capacity
+	Reclaimed []string
+	At        time.Time
+}
+
+// Measure reads a pool's real capacity through the shaper of the kind
+// (type Unsupported if it cannot tell) and gives it to the pool's ledger
+// (its measure update), which reclaims soft reservations that no longer fit.
+func (p *Prefetcher) Measure(ctx context.Context, in MeasureInput) (MeasureResult, error) {
+	r, err := capability[shapers.CapacityReader](p, in.Kind, "measure a pool")
+	if err != nil {
+		return MeasureResult{}, err
+	}
+	c, err := r.Capacity(ctx, in.Selector)
+	if err != nil {
+		return MeasureResult{}, shapeError(err)
+	}
+	out := MeasureResult{Capacity: c, At: time.Now()}
+	m := headstart.Measurement{Capacity: c.Total, InUse: c.InUse, At: out.At, Source: fmt.Sprintf("%s (%d)", c.Source, c.Machines)}
+	if err := p.update(ctx, in.LedgerWorkflowID, headstart.UpdateMeasure, m, &out.Reclaimed); err != nil {
+		return out, err
+	}
+	return out, nil
 }
 
 // shaper returns the shaper of a target kind (type UnknownTarget if none).

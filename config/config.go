@@ -62,8 +62,24 @@ type Pool struct {
 	// Name of the pool (the ledger is headstart-ledger-<name>). Required.
 	Name string `yaml:"name"`
 	// Capacity by resource kind (cpu, memory, disk_iops, disk_bytes,
-	// net_bytes) as quantities: 8, 500m, 16Gi. At least one is required.
+	// net_bytes) as quantities: 8, 500m, 16Gi. At least one is required,
+	// unless the pool is measured (then it is the capacity until the first
+	// measurement).
 	Capacity map[string]string `yaml:"capacity"`
+	// Measure takes the pool's capacity from the platform instead, on every
+	// coordinator tick: only the coordinator's pool can be measured.
+	Measure *Measure `yaml:"measure"`
+}
+
+// Measure names how a pool is measured.
+type Measure struct {
+	// With is the shaper that measures: deployment (Kubernetes: the nodes'
+	// allocatable minus the requests of pods that are not Headstart's
+	// placeholders). Required.
+	With string `yaml:"with"`
+	// NodeSelector picks the pool's nodes (a Kubernetes label selector,
+	// e.g. "headstart.dev/pool=batch"). If not set, every node.
+	NodeSelector string `yaml:"node_selector"`
 }
 
 // Coordinator configures the prefetch loop.

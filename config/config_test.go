@@ -71,6 +71,29 @@ shapers:
     command: [sh, -c, "exec sleep 1000"]
 `
 
+// measured is a valid file whose pool is measured by Kubernetes.
+const measured = `temporal:
+  address: 127.0.0.1:7233
+pools:
+  - name: local
+    measure: {with: deployment, node_selector: "headstart.dev/pool=batch"}
+coordinator:
+  pool: local
+shapers:
+  kubernetes: {}
+`
+
+// TestAMeasuredPoolNeedsNoCapacity: a measured pool's capacity comes from
+// the platform; the coordinator is told to measure it through Kubernetes.
+func TestAMeasuredPoolNeedsNoCapacity(t *testing.T) {
+	f, err := config.Parse("measured.yaml", []byte(measured))
+	require.NoError(t, err)
+	p := f.Plane()
+	require.True(t, p.Pools[0].Capacity.IsZero())
+	require.True(t, p.Pools[0].Measured, "a restart leaves the measured capacity alone")
+	require.Equal(t, &coordinator.Measure{With: "deployment", Selector: "headstart.dev/pool=batch"}, p.Coordinator.Measure)
+}
+
 // TestEveryBadValueGetsItsOwnError: each bad value is reported with the
 // file, its line, its field and why; and a file with several problems
 // reports them all at once.
@@ -110,6 +133,11 @@ func TestEveryBadValueGetsItsOwnError(t *testing.T) {
 		{"no target name", ", name: pipeline-transform", "", "bad.yaml:11: coordinator.replicate[0].target.name: not set"},
 		{"unknown target kind", "kind: workerpool", "kind: lambda", `bad.yaml:11: coordinator.replicate[0].target.kind: "lambda" is none of workerpool, deployment`},
 		{"target without its shaper", "kind: workerpool, name: pipeline-transform", "kind: deployment, name: stages/train", "bad.yaml:11: coordinator.replicate[0].target.kind: deployment targets need shapers.kubernetes"},
+		{"measure with a worker pool", "with: deployment", "with: workerpool", `bad.yaml:5: pools[0].measure.with: "workerpool" cannot measure a pool; only deployment can`},
+		{"measure with nothing", "with: deployment, ", "", "bad.yaml:5: pools[0].measure.with: not set"},
+		{"measure by a bad selector", "pool=batch", "pool==!", `bad.yaml:5: pools[0].measure.node_selector: "headstart.dev/pool==!" is not a label selector`},
+		{"measure a pool not the coordinator's", "coordinator:", "  - name: other\n    measure: {with: deployment}\ncoordinator:", "bad.yaml:7: pools[1].measure: only the coordinator's pool is measured"},
+		{"measured without its shaper", "    capacity: {cpu: 8, memory: 16Gi}", "    measure: {with: deployment}", "bad.yaml:5: pools[0].measure.with: deployment needs shapers.kubernetes"},
 		{"deployment name", "kind: workerpool, name: pipeline-transform}\nshapers:", "kind: deployment, name: train}\nshapers:\n  kubernetes: {}", `bad.yaml:11: coordinator.replicate[0].target.name: "train" is not namespace/deployment`},
 		{"no pool name", "  - name: local", "  - name: \"\"", "bad.yaml:4: pools[0].name: not set"},
 		{"pool twice", "coordinator:", "  - name: local\n    capacity: {cpu: 1}\ncoordinator:", "bad.yaml:6: pools[1].name: local is listed twice"},
@@ -137,8 +165,12 @@ func TestEveryBadValueGetsItsOwnError(t *testing.T) {
 		{"not YAML", "  interval: 1s", "  interval: [1s", "bad.yaml:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			require.Contains(t, valid, tc.old, "the case edits the valid file")
-			_, err := config.Parse("bad.yaml", []byte(strings.Replace(valid, tc.old, tc.new, 1)))
+			base := valid
+			if strings.HasPrefix(tc.name, "measure ") {
+				base = measured
+			}
+			require.Contains(t, base, tc.old, "the case edits the valid file")
+			_, err := config.Parse("bad.yaml", []byte(strings.Replace(base, tc.old, tc.new, 1)))
 			require.Error(t, err)
 			require.ErrorIs(t, err, config.ErrInvalid)
 			var es config.Errors

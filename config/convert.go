@@ -36,7 +36,7 @@ func (f *File) Plane() controlplane.Plane {
 			x, _ := resources.ParseQuantity(q)
 			v = v.With(kind, x)
 		}
-		cp.Pools = append(cp.Pools, controlplane.Pool{Name: p.Name, Capacity: v})
+		cp.Pools = append(cp.Pools, controlplane.Pool{Name: p.Name, Capacity: v, Measured: p.Measure != nil})
 	}
 	if f.Coordinator != nil {
 		c := f.coordinatorConfig()
@@ -55,6 +55,11 @@ func (f *File) coordinatorConfig() coordinator.Config {
 		},
 		Replication: c.Replication.options(),
 		HoldWith:    c.HoldWith,
+	}
+	for _, p := range f.Pools {
+		if p.Name == c.Pool && p.Measure != nil && p.Measure.With != "" { // not set is reported at the pool
+			out.Measure = &coordinator.Measure{With: p.Measure.With, Selector: p.Measure.NodeSelector}
+		}
 	}
 	for _, s := range c.Replicate {
 		st := coordinator.StageTarget{Stage: s.Stage, Queue: s.Queue}

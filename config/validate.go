@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/labels"
+
 	"github.com/headstart-dev/headstart"
 	"github.com/headstart-dev/headstart/controlplane"
 	"github.com/headstart-dev/headstart/resources"
@@ -28,8 +30,26 @@ func (p *parser) validate(f *File) {
 	p.fieldErrors(f.Plane().Validate())
 	for i, pool := range f.Pools {
 		at := fmt.Sprintf("pools[%d]", i)
-		if len(pool.Capacity) == 0 {
-			p.at(at+".capacity", "not set: give at least one of %s", kindList())
+		if len(pool.Capacity) == 0 && pool.Measure == nil {
+			p.at(at+".capacity", "not set: give at least one of %s, or measure the pool", kindList())
+		}
+		if m := pool.Measure; m != nil {
+			switch m.With {
+			case "":
+				p.at(at+".measure.with", "not set: %s", KindDeployment)
+			case KindDeployment:
+				if f.Shapers.Kubernetes == nil {
+					p.at(at+".measure.with", "deployment needs shapers.kubernetes")
+				}
+			default:
+				p.at(at+".measure.with", "%q cannot measure a pool; only %s can", m.With, KindDeployment)
+			}
+			if _, err := labels.Parse(m.NodeSelector); err != nil {
+				p.at(at+".measure.node_selector", "%q is not a label selector: %v", m.NodeSelector, err)
+			}
+			if c := f.Coordinator; c == nil || c.Pool != pool.Name {
+				p.at(at+".measure", "only the coordinator's pool is measured (on each of its ticks)")
+			}
 		}
 		for _, k := range slices.Sorted(maps.Keys(pool.Capacity)) {
 			if _, err := resources.ParseKind(k); err != nil {

@@ -21,6 +21,10 @@ import (
 type Pool struct {
 	Name     string
 	Capacity resources.Vector
+	// Measured pools take their capacity from measurements (the
+	// coordinator's Measure): Capacity only starts a new ledger, and Start
+	// leaves a running one's capacity as last measured.
+	Measured bool
 }
 
 // Plane is what `headstart worker --config` runs besides the control
@@ -119,7 +123,7 @@ func (p Plane) Start(ctx context.Context, c client.Client) ([]Started, error) {
 		if err != nil {
 			return out, err
 		}
-		if s.Attached {
+		if s.Attached && !pool.Measured {
 			if s.Changed, err = setCapacity(ctx, c, id, pool.Capacity); err != nil {
 				return out, err
 			}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/headstart-dev/headstart"
@@ -72,6 +73,23 @@ type Config struct {
 	// reservation into held capacity — placeholder pods with the Kubernetes
 	// shaper — released with it. If not set, reservations live in the ledger only.
 	HoldWith string
+	// Measure, when set, measures the pool every tick before deciding: its
+	// capacity and what other work holds of it come from the platform
+	// through the ledger's measure update, so a reservation never promises
+	// room the platform does not have. If not set, the pool's capacity is
+	// the configured one and nothing else is counted as in use.
+	Measure *Measure `json:",omitempty"`
+}
+
+// Measure names the shaper (a shapers.CapacityReader) that measures the
+// coordinator's pool, and the pool's machines.
+type Measure struct {
+	// With is the kind of that shaper: "deployment" for the Kubernetes
+	// shaper (the nodes' allocatable minus other pods' requests).
+	With string
+	// Selector picks the pool's machines: a node label selector for
+	// Kubernetes. If not set, every machine.
+	Selector string `json:",omitempty"`
 }
 
 // Validate reports every setting no coordinator can run with: an error
@@ -106,6 +124,9 @@ func (c Config) Check() error {
 		fs = append(fs, err)
 	}
 	fs.Under("replication", c.Replication.Validate())
+	if c.Measure != nil && c.Measure.With == "" {
+		fs.Add("measure.with", "not set")
+	}
 	seen := map[string]bool{}
 	for i, r := range c.Replicate {
 		at := fmt.Sprintf("replicate[%d]", i)
@@ -131,7 +152,8 @@ func (c Config) Check() error {
 
 func (c Config) equal(o Config) bool {
 	if c.Mode != o.Mode || c.LedgerWorkflowID != o.LedgerWorkflowID || c.Pool != o.Pool || c.Interval != o.Interval ||
-		c.Rule != o.Rule || !c.Replication.equal(o.Replication) || c.HoldWith != o.HoldWith || len(c.Replicate) != len(o.Replicate) {
+		c.Rule != o.Rule || !c.Replication.equal(o.Replication) || c.HoldWith != o.HoldWith || len(c.Replicate) != len(o.Replicate) ||
+		(c.Measure == nil) != (o.Measure == nil) || (c.Measure != nil && *c.Measure != *o.Measure) {
 		return false
 	}
 	for i, r := range c.Replicate {
@@ -199,7 +221,11 @@ const ReconcileEvery = 5
 // Snapshot is what the coordinator sees on each tick.
 type Snapshot struct {
 	Capacity, Free resources.Vector
-	Upcoming       []Upcoming
+	// InUse is what other work holds of a measured pool, and Measured when
+	// it was measured (zero: the capacity is configured).
+	InUse    resources.Vector `json:",omitempty"`
+	Measured time.Time        `json:",omitempty"`
+	Upcoming []Upcoming
 	// Peak is each stage's predicted peak of concurrent tasks.
 	Peak map[string]float64
 }
@@ -294,7 +320,7 @@ func snapshotFrom(preds []headstart.Prediction, inst []headstart.InstanceForecas
 			}
 		}
 	}
-	s := Snapshot{Capacity: pool.Capacity, Free: pool.Free, Peak: map[string]float64{}}
+	s := Snapshot{Capacity: pool.Capacity, Free: pool.Free, InUse: pool.InUse, Measured: pool.Measured, Peak: map[string]float64{}}
 	for stage, a := range up {
 		p := byStage[stage]
 		per := resources.Vector{}.With(resources.CPU, p.CPU.Target).With(resources.Memory, p.Memory.Target)
@@ -396,6 +422,16 @@ func Workflow(ctx workflow.Context, in Input) error {
 		}
 		cfg := in.Config.withDefaults() // as configured when the tick starts
 		rule := cfg.Rule.withDefaults()
+		if cfg.Measure != nil && workflow.GetVersion(ctx, "measure-pool", workflow.DefaultVersion, 1) >= 1 {
+			m := activities.MeasureInput{Kind: cfg.Measure.With, Selector: cfg.Measure.Selector, LedgerWorkflowID: cfg.LedgerWorkflowID}
+			// Not retried: the next tick measures again, and until then the
+			// ledger keeps the last measurement.
+			once := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: 30 * time.Second,
+				RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1}, Summary: fmt.Sprintf("measure pool %s through %s", cfg.Pool, cfg.Measure.With)})
+			if err := workflow.ExecuteActivity(once, pf.Measure, m).Get(ctx, nil); err != nil {
+				logger.Warn("pool not measured this tick: deciding with its last measurement", "pool", cfg.Pool, "error", err)
+			}
+		}
 		var snap Snapshot
 		if err := workflow.ExecuteActivity(act("snapshot of forecast and pool"), ctl.Snapshot, SnapshotInput{Fleet: in.Fleet, LedgerWorkflowID: cfg.LedgerWorkflowID, Horizon: rule.ActuationTime + rule.Lead}).Get(ctx, &snap); err != nil {
 			logger.Warn("no snapshot this tick", "error", err)
@@ -507,7 +543,7 @@ func Workflow(ctx workflow.Context, in Input) error {
 				delete(st.Plans, stage)
 			}
 		}
-		workflow.SetCurrentDetails(ctx, coordinatorDetails(cfg.Mode, last, st))
+		workflow.SetCurrentDetails(ctx, coordinatorDetails(cfg, snap, last, st))
 		if workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
 			break
 		}
@@ -577,9 +613,14 @@ func sortedKeys[V any](m map[string]V) []string {
 // coordinatorDetails is the Markdown the Web UI shows: decisions first.
 //
 //workflowcheck:ignore fmt formats strings and numbers here, deterministically
-func coordinatorDetails(mode Mode, ds []Decision, st State) string {
+func coordinatorDetails(cfg Config, snap Snapshot, ds []Decision, st State) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "**Headstart coordinator** (%s)\n\n| stage | decision | amount | reason |\n|---|---|---|---|\n", mode)
+	fmt.Fprintf(&b, "**Headstart coordinator** (%s)\n\n", cfg.Mode)
+	fmt.Fprintf(&b, "Pool %s: capacity %s, free %s", cfg.Pool, human(snap.Capacity), human(snap.Free))
+	if !snap.Measured.IsZero() {
+		fmt.Fprintf(&b, "; other work holds %s (measured %s)", human(snap.InUse), snap.Measured.UTC().Format(time.TimeOnly))
+	}
+	b.WriteString("\n\n| stage | decision | amount | reason |\n|---|---|---|---|\n")
 	for _, d := range ds {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", details.Short(d.Stage), d.Kind, human(d.Amount), d.Reason)
 	}

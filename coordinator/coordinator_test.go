@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"sync"
@@ -453,3 +454,55 @@ func vec(cpu, memGiB float64) resources.Vector {
 }
 
 var t0 = time.Unix(0, 0)
+
+// TestCoordinatorMeasuresItsPoolBeforeEachDecision: with Measure set, each
+// tick measures the pool (through the ledger's measure update) before the
+// snapshot it decides on, so decisions see what other work leaves: here
+// other work holds 7 of 8 CPU, and the upcoming stage is delayed, with
+// the reason; a failed measurement leaves the tick to decide on the last one.
+func TestCoordinatorMeasuresItsPoolBeforeEachDecision(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterWorkflowWithOptions(Workflow, workflow.RegisterOptions{Name: headstart.CoordinatorWorkflowName})
+	var ctl *Activities
+	var pf *activities.Prefetcher
+	var mu sync.Mutex
+	var calls []string
+	var measured []activities.MeasureInput
+	env.OnActivity(pf.Measure, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.MeasureInput) (activities.MeasureResult, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls = append(calls, "measure")
+		measured = append(measured, in)
+		if len(measured) == 2 {
+			return activities.MeasureResult{}, errors.New("the API server is away")
+		}
+		return activities.MeasureResult{}, nil
+	})
+	env.OnActivity(ctl.Snapshot, mock.Anything, mock.Anything).Return(func(ctx context.Context, _ SnapshotInput) (Snapshot, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls = append(calls, "snapshot")
+		return Snapshot{Capacity: vec(8, 32), Free: vec(1, 24), InUse: vec(7, 8), Measured: env.Now(),
+			Upcoming: []Upcoming{{Stage: "W/train", Start: env.Now().Add(time.Second), Confidence: 0.95, Need: vec(2, 4)}}}, nil
+	})
+	var decisions []Decision
+	env.RegisterDelayedCallback(func() { decisions = query[[]Decision](t, env, "decisions") }, 5*time.Second) // after the tick whose measurement failed
+	cfg := Config{LedgerWorkflowID: "ledger", Pool: "p", Interval: 2 * time.Second, Measure: &Measure{With: "deployment", Selector: "pool=p"}}
+	env.ExecuteWorkflow(headstart.CoordinatorWorkflowName, Input{Fleet: "f", MaxTicks: 3, Config: cfg})
+	require.ErrorContains(t, env.GetWorkflowError(), "continue as new")
+
+	require.Equal(t, []string{"measure", "snapshot", "measure", "snapshot", "measure", "snapshot"}, calls, "every tick measures, then decides")
+	require.Equal(t, activities.MeasureInput{Kind: "deployment", Selector: "pool=p", LedgerWorkflowID: "ledger"}, measured[0])
+	require.Len(t, decisions, 1)
+	require.Equal(t, DecideDelay, decisions[0].Kind, "1 CPU free of 8, 20%% protected: no room for 2 CPU")
+	require.Contains(t, decisions[0].Reason, "too little room")
+}
+
+func query[T any](t *testing.T, env *testsuite.TestWorkflowEnvironment, name string) T {
+	t.Helper()
+	v, err := env.QueryWorkflow(name)
+	require.NoError(t, err)
+	var out T
+	require.NoError(t, v.Get(&out))
+	return out
+}

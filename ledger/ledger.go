@@ -55,7 +55,7 @@ func Workflow(ctx workflow.Context, in headstart.LedgerInput) error {
 	if err := in.Capacity.Validate(); err != nil {
 		return ledgerError(fmt.Errorf("%w: capacity: %w", headstart.ErrInvalidReservation, err))
 	}
-	l := &ledgerState{Pool: in.Pool, Capacity: in.Capacity, Reservations: in.Reservations}
+	l := &ledgerState{Pool: in.Pool, Capacity: in.Capacity, Reservations: in.Reservations, Measured: in.Measurement}
 	updates := 0
 	changed := workflow.NewChannel(ctx)
 	publish := func() {
@@ -115,6 +115,20 @@ func Workflow(ctx workflow.Context, in headstart.LedgerInput) error {
 	); err != nil {
 		return err
 	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, headstart.UpdateMeasure,
+		func(ctx workflow.Context, m headstart.Measurement) ([]string, error) {
+			reclaimed, err := l.measure(m, workflow.Now(ctx))
+			if err == nil {
+				notify()
+			}
+			return reclaimed, ledgerError(err)
+		},
+		workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, m headstart.Measurement) error {
+			return ledgerError(validMeasurement(m))
+		}, Description: "Take a measurement of the pool: its capacity and what other work holds of it; soft reservations that no longer fit are reclaimed."},
+	); err != nil {
+		return err
+	}
 	if err := workflow.SetQueryHandlerWithOptions(ctx, headstart.QueryReservations, func() ([]headstart.Reservation, error) {
 		return l.Reservations, nil
 	}, workflow.QueryHandlerOptions{Description: "The reservations held, by key."}); err != nil {
@@ -150,13 +164,17 @@ func Workflow(ctx workflow.Context, in headstart.LedgerInput) error {
 	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
 		return err
 	}
-	return workflow.NewContinueAsNewError(ctx, headstart.LedgerWorkflowName, headstart.LedgerInput{Pool: l.Pool, Capacity: l.Capacity, Reservations: l.Reservations})
+	return workflow.NewContinueAsNewError(ctx, headstart.LedgerWorkflowName, headstart.LedgerInput{Pool: l.Pool, Capacity: l.Capacity, Reservations: l.Reservations, Measurement: l.Measured})
 }
 
 func (l *ledgerState) status() headstart.PoolStatus {
 	hard, soft := l.used()
-	return headstart.PoolStatus{Pool: l.Pool, Capacity: l.Capacity, Hard: hard, Soft: soft, Free: l.Free(),
+	st := headstart.PoolStatus{Pool: l.Pool, Capacity: l.Capacity, Hard: hard, Soft: soft, Free: l.Free(),
 		Reservations: len(l.Reservations), Reclaims: l.Reclaims, Expiries: l.Expiries}
+	if m := l.Measured; m != nil {
+		st.InUse, st.Measured, st.Source = m.InUse, m.At, m.Source
+	}
+	return st
 }
 
 // ledgerDetails is the Markdown the Web UI shows: the pool, then the reservations.
@@ -166,6 +184,9 @@ func ledgerDetails(l *ledgerState) string {
 	st := l.status()
 	var b strings.Builder
 	fmt.Fprintf(&b, "**Pool %s** — capacity %v; hard %v; soft %v; free %v\n\n", st.Pool, st.Capacity, st.Hard, st.Soft, st.Free)
+	if !st.Measured.IsZero() {
+		fmt.Fprintf(&b, "Measured %s from %s: other work holds %v.\n\n", st.Measured.UTC().Format(time.RFC3339), st.Source, st.InUse)
+	}
 	b.WriteString("| key | stage | resources | kind | priority | expires |\n|---|---|---|---|---|---|\n")
 	for i, r := range l.Reservations {
 		if i == details.MaxRows {

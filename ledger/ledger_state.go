@@ -17,6 +17,17 @@ type ledgerState struct {
 	Reservations []headstart.Reservation // sorted by key
 	Reclaims     int64
 	Expiries     int64
+	// Measured is the last measurement of a measured pool (nil: the
+	// capacity is configured); its InUse is taken before any reservation.
+	Measured *headstart.Measurement
+}
+
+// inUse is what other work holds of a measured pool.
+func (l *ledgerState) inUse() resources.Vector {
+	if l.Measured == nil {
+		return resources.Vector{}
+	}
+	return l.Measured.InUse
 }
 
 func (l *ledgerState) find(key string) int {
@@ -39,10 +50,10 @@ func (l *ledgerState) used() (hard, soft resources.Vector) {
 	return hard, soft
 }
 
-// Free is the capacity no reservation holds.
+// Free is the capacity neither a reservation nor other work holds.
 func (l *ledgerState) Free() resources.Vector {
 	hard, soft := l.used()
-	return l.Capacity.Sub(hard).Sub(soft).ClampZero()
+	return l.Capacity.Sub(hard).Sub(soft).Sub(l.inUse()).ClampZero()
 }
 
 // expire releases reservations whose time is up and returns their keys.
@@ -85,13 +96,15 @@ func (l *ledgerState) reclaimOrder() []headstart.Reservation {
 
 // reserve holds capacity for a valid request at time now. A request whose
 // key is already held returns that reservation unchanged. A hard request
-// may reclaim soft reservations; a soft one takes only free capacity.
+// may reclaim soft reservations; a soft one takes only free capacity. In a
+// measured pool, what other work holds counts as taken.
 func (l *ledgerState) reserve(req headstart.ReserveRequest, now time.Time) (headstart.ReserveResult, error) {
 	l.expire(now)
 	if i := l.find(req.Key); i >= 0 {
 		return headstart.ReserveResult{Reservation: l.Reservations[i], Existing: true}, nil
 	}
 	hard, soft := l.used()
+	hard = hard.Add(l.inUse()) // other work is never reclaimed
 	var reclaim []string
 	if !(hard.Add(soft).Add(req.Resources)).Fits(l.Capacity) {
 		if req.Soft || !hard.Add(req.Resources).Fits(l.Capacity) {
@@ -141,13 +154,46 @@ func (l *ledgerState) setCapacity(c resources.Vector, now time.Time) ([]string, 
 		return nil, fmt.Errorf("%w: capacity: %w", headstart.ErrInvalidReservation, err)
 	}
 	l.expire(now)
-	hard, soft := l.used()
+	hard, _ := l.used()
 	if !hard.Fits(c) {
 		return nil, fmt.Errorf("%w: capacity %v, hard reservations %v", headstart.ErrCapacityBelowHard, c, hard)
 	}
+	l.Capacity = c
+	return l.reclaimToFit(), nil
+}
+
+// measure takes a measurement of the pool: its capacity and what other
+// work holds of it are as measured, whatever is reserved, and soft
+// reservations that no longer fit are reclaimed. Hard reservations are
+// kept even where the measured room is gone: the platform holds them (a
+// placeholder pod), so the next measurement sees them.
+func (l *ledgerState) measure(m headstart.Measurement, now time.Time) ([]string, error) {
+	if err := validMeasurement(m); err != nil {
+		return nil, err
+	}
+	l.expire(now)
+	l.Capacity, l.Measured = m.Capacity, &m
+	return l.reclaimToFit(), nil
+}
+
+func validMeasurement(m headstart.Measurement) error {
+	if err := m.Capacity.Validate(); err != nil {
+		return fmt.Errorf("%w: measured capacity: %w", headstart.ErrInvalidReservation, err)
+	}
+	if err := m.InUse.Validate(); err != nil {
+		return fmt.Errorf("%w: measured use: %w", headstart.ErrInvalidReservation, err)
+	}
+	return nil
+}
+
+// reclaimToFit reclaims soft reservations, in reclaim order, until hard and
+// soft reservations and other work's use fit the capacity, or none is left.
+func (l *ledgerState) reclaimToFit() []string {
+	hard, soft := l.used()
+	taken := hard.Add(l.inUse())
 	var reclaim []string
 	for _, r := range l.reclaimOrder() {
-		if hard.Add(soft).Fits(c) {
+		if taken.Add(soft).Fits(l.Capacity) {
 			break
 		}
 		soft = soft.Sub(r.Resources).ClampZero()
@@ -157,8 +203,7 @@ func (l *ledgerState) setCapacity(c resources.Vector, now time.Time) ([]string, 
 		l.remove(k)
 	}
 	l.Reclaims += int64(len(reclaim))
-	l.Capacity = c
-	return reclaim, nil
+	return reclaim
 }
 
 // nextExpiry is when the earliest reservation expires (zero if none).
@@ -173,17 +218,23 @@ func (l *ledgerState) nextExpiry() time.Time {
 }
 
 // checkInvariants reports a broken invariant: hard reservations never exceed
-// capacity, and neither do hard and soft together.
+// a configured capacity; while any soft reservation is held, hard and soft
+// reservations and other work's use together never exceed capacity.
 func (l *ledgerState) checkInvariants() error {
 	hard, soft := l.used()
+	use := l.inUse()
 	const eps = 1e-6
+	anySoft := false
+	for _, r := range l.Reservations {
+		anySoft = anySoft || r.Soft
+	}
 	for k := range resources.NumKinds {
 		c := l.Capacity.Get(k)
-		if hard.Get(k) > c+eps*math.Max(1, c) {
+		if l.Measured == nil && hard.Get(k) > c+eps*math.Max(1, c) {
 			return fmt.Errorf("hard %s %v exceeds capacity %v", k, hard.Get(k), c)
 		}
-		if hard.Get(k)+soft.Get(k) > c+eps*math.Max(1, c) {
-			return fmt.Errorf("reserved %s %v exceeds capacity %v", k, hard.Get(k)+soft.Get(k), c)
+		if t := hard.Get(k) + soft.Get(k) + use.Get(k); anySoft && t > c+eps*math.Max(1, c) {
+			return fmt.Errorf("reserved and in use %s %v exceeds capacity %v", k, t, c)
 		}
 	}
 	return nil

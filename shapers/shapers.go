@@ -175,3 +175,27 @@ type Reserver interface {
 	Hold(ctx context.Context, h Hold) error
 	Release(ctx context.Context, key string) error
 }
+
+// Capacity is what a pool of machines offers and what work that is not
+// Headstart's takes of it, as the platform tells.
+type Capacity struct {
+	// Total the machines offer (Kubernetes: the allocatable of the Ready,
+	// schedulable nodes).
+	Total resources.Vector
+	// InUse by other work (Kubernetes: the requests of the pods bound to
+	// those nodes and not finished, Headstart's placeholders excluded).
+	InUse resources.Vector
+	// Held by Headstart's own placeholders, for the record: neither in
+	// InUse nor subtracted from Total.
+	Held resources.Vector
+	// Machines counted, and what was measured, for a person.
+	Machines int
+	Source   string
+}
+
+// CapacityReader is a shaper that can tell a pool's real capacity. The
+// selector picks the pool's machines in the platform's terms (Kubernetes: a
+// node label selector; empty: every node).
+type CapacityReader interface {
+	Capacity(ctx context.Context, selector string) (Capacity, error)
+}

@@ -134,6 +134,9 @@ func TestManifestsApplyAndTheRoleIsLeastPrivilege(t *testing.T) {
 		t.Fatalf("release: %v", err)
 	}
 	waitConverged(t, s, target)
+	if c, err := s.Capacity(ctx, ""); err != nil || c.Machines != 1 {
+		t.Fatalf("measure the pool: %+v, %v", c, err)
+	}
 	if _, err := s.Migrate(ctx, shapers.Migration{Target: target, From: "kwok-node-0", Reason: "node running hot", DryRun: true}); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
@@ -156,6 +159,8 @@ func TestManifestsApplyAndTheRoleIsLeastPrivilege(t *testing.T) {
 	forbidden("read a deployment in another namespace", err)
 	_, err = client.CoreV1().Nodes().Patch(ctx, "kwok-node-0", "application/merge-patch+json", []byte(`{"spec":{"unschedulable":true}}`), metav1.PatchOptions{})
 	forbidden("cordon a node", err)
+	_, err = client.CoreV1().Pods("default").Get(ctx, "anything", metav1.GetOptions{})
+	forbidden("read a pod outside its namespace (listing is all it may do)", err)
 	_, err = client.PolicyV1().PodDisruptionBudgets("headstart").Update(ctx, &policyv1.PodDisruptionBudget{
 		ObjectMeta: metav1.ObjectMeta{Name: "pipeline-train", Namespace: "headstart"},
 		Spec:       policyv1.PodDisruptionBudgetSpec{MaxUnavailable: ptr(intstr.FromInt32(3))}}, metav1.UpdateOptions{})
