@@ -8,8 +8,6 @@ package config
 
 import (
 	"time"
-
-	"go.temporal.io/sdk/client"
 )
 
 // File is a whole configuration file. Zero values take the documented defaults.
@@ -33,12 +31,40 @@ type File struct {
 	Shapers Shapers `yaml:"shapers"`
 }
 
-// Temporal is the connection to the Temporal frontend.
+// Temporal is the connection to the Temporal frontend, configured as
+// Temporal's own tools are: a profile of Temporal's client configuration
+// file (TOML), then the TEMPORAL_* environment variables (TEMPORAL_ADDRESS,
+// TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_CLIENT_CERT_PATH, …),
+// then the fields below where they are set, then the flags of `headstart
+// worker`, each over the one before. See ClientOptions.
 type Temporal struct {
-	// Address of the frontend (host:port). Default localhost:7233.
+	// Address of the frontend (host:port). If set nowhere, localhost:7233.
 	Address string `yaml:"address"`
-	// Namespace. Default "default".
+	// Namespace. If set nowhere, "default".
 	Namespace string `yaml:"namespace"`
+	// APIKey authenticates the client (Temporal Cloud); it turns TLS on.
+	APIKey string `yaml:"api_key"`
+	// TLS of the connection, e.g. mutual TLS to a self-hosted cluster.
+	TLS *TLS `yaml:"tls"`
+	// Profile of Temporal's client configuration file to start from. If not
+	// set, TEMPORAL_PROFILE, else "default".
+	Profile string `yaml:"profile"`
+	// ConfigFile is Temporal's client configuration file. If not set,
+	// TEMPORAL_CONFIG_FILE, else ~/.config/temporalio/temporal.toml when it exists.
+	ConfigFile string `yaml:"config_file"`
+}
+
+// TLS configures the connection's TLS. Files are PEM.
+type TLS struct {
+	// Cert and Key are the client's certificate and key, for mutual TLS.
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	// CA that signed the server's certificate. If not set, the system's roots.
+	CA string `yaml:"ca"`
+	// ServerName the server's certificate is checked against. If not set, the address's host.
+	ServerName string `yaml:"server_name"`
+	// Disabled turns TLS off, whatever the profile or an API key say.
+	Disabled bool `yaml:"disabled"`
 }
 
 // Forecaster options; each zero value takes the forecaster's default.
@@ -188,12 +214,6 @@ const (
 // withDefaults fills the connection's and names' defaults; the rest take
 // theirs where they are used.
 func (f File) withDefaults() File {
-	if f.Temporal.Address == "" {
-		f.Temporal.Address = client.DefaultHostPort
-	}
-	if f.Temporal.Namespace == "" {
-		f.Temporal.Namespace = client.DefaultNamespace
-	}
 	if f.Fleet == "" {
 		f.Fleet = DefaultFleet
 	}

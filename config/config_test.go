@@ -48,8 +48,7 @@ func TestTheExampleFileIsValid(t *testing.T) {
 func TestAnEmptyFileTakesTheDefaults(t *testing.T) {
 	f, err := config.Parse("empty.yaml", nil)
 	require.NoError(t, err)
-	require.Equal(t, "localhost:7233", f.Temporal.Address)
-	require.Equal(t, "default", f.Temporal.Namespace)
+	require.Equal(t, config.Temporal{}, f.Temporal, "the connection is resolved when connecting: Temporal's profile and environment, else localhost:7233")
 	require.Equal(t, "default", f.Fleet)
 	require.Equal(t, "headstart", f.TaskQueue)
 	require.Nil(t, f.Plane().Coordinator)
@@ -105,6 +104,9 @@ func TestEveryBadValueGetsItsOwnError(t *testing.T) {
 		{"unknown top-level key", "temporal:", "tempral:\n  x: 1\ntemporal:", "bad.yaml:1: tempral: unknown field; known: coordinator, fleet,"},
 		{"unknown nested key", "  interval: 1s", "  intervall: 1s", "bad.yaml:8: coordinator.intervall: unknown field; known:"},
 		{"address without port", "127.0.0.1:7233", "127.0.0.1", `bad.yaml:2: temporal.address: "127.0.0.1" is not host:port`},
+		{"tls cert without its key", "  address: 127.0.0.1:7233", "  address: 127.0.0.1:7233\n  tls: {cert: config_test.go}", "bad.yaml:3: temporal.tls: cert and key go together"},
+		{"unreadable tls ca", "  address: 127.0.0.1:7233", "  address: 127.0.0.1:7233\n  tls: {ca: /nonexistent/ca.pem}", "bad.yaml:3: temporal.tls.ca: open /nonexistent/ca.pem: no such file or directory"},
+		{"missing temporal client configuration", "  address: 127.0.0.1:7233", "  address: 127.0.0.1:7233\n  config_file: /nonexistent/temporal.toml", "bad.yaml:3: temporal.config_file: open /nonexistent/temporal.toml"},
 		{"address with a bad port", "127.0.0.1:7233", "127.0.0.1:x", `bad.yaml:2: temporal.address: "127.0.0.1:x" has no port number`},
 		{"metrics address", "pools:", "metrics_address: nowhere\npools:", `bad.yaml:3: metrics_address: "nowhere" is not host:port`},
 		{"duration", "interval: 1s", "interval: soon", `bad.yaml:8: coordinator.interval: "soon" is not a duration such as 2s or 1m30s`},

@@ -21,7 +21,18 @@ import (
 
 // validate reports every problem of a file whose defaults are filled.
 func (p *parser) validate(f *File) {
-	p.hostPort("temporal.address", f.Temporal.Address)
+	if f.Temporal.Address != "" {
+		p.hostPort("temporal.address", f.Temporal.Address)
+	}
+	p.readable("temporal.config_file", f.Temporal.ConfigFile)
+	if t := f.Temporal.TLS; t != nil {
+		if (t.Cert == "") != (t.Key == "") {
+			p.at("temporal.tls", "cert and key go together: give both for mutual TLS, or neither")
+		}
+		p.readable("temporal.tls.cert", t.Cert)
+		p.readable("temporal.tls.key", t.Key)
+		p.readable("temporal.tls.ca", t.CA)
+	}
 	if f.MetricsAddress != "" {
 		p.hostPort("metrics_address", f.MetricsAddress)
 	}
@@ -116,6 +127,18 @@ func (p *parser) validate(f *File) {
 		if _, err := os.Stat(k.Kubeconfig); err != nil {
 			p.at("shapers.kubernetes.kubeconfig", "%v", err)
 		}
+	}
+}
+
+// readable reports a file that is named but cannot be read.
+func (p *parser) readable(path, file string) {
+	if file == "" {
+		return
+	}
+	if f, err := os.Open(file); err != nil {
+		p.at(path, "%v", err)
+	} else {
+		_ = f.Close()
 	}
 }
 

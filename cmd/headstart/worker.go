@@ -32,8 +32,9 @@ func runWorker(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "the configuration file (see headstart.example.yaml); empty: forecasting only, with the defaults")
-	address := fs.String("address", client.DefaultHostPort, "Temporal frontend host:port (overrides temporal.address)")
-	namespace := fs.String("namespace", client.DefaultNamespace, "Temporal namespace (overrides temporal.namespace)")
+	address := fs.String("address", client.DefaultHostPort, "Temporal frontend host:port (overrides temporal.address and TEMPORAL_ADDRESS)")
+	namespace := fs.String("namespace", client.DefaultNamespace, "Temporal namespace (overrides temporal.namespace and TEMPORAL_NAMESPACE)")
+	profile := fs.String("profile", "", "profile of Temporal's client configuration file (overrides temporal.profile and TEMPORAL_PROFILE)")
 	taskQueue := fs.String("task-queue", headstart.TaskQueue, "the control plane's task queue (overrides task_queue)")
 	metricsAddress := fs.String("metrics-address", "", "where to serve the control worker's /metrics (overrides metrics_address); empty: nowhere")
 	onKubernetes := fs.Bool("kubernetes", false, "shape stage Deployments, in-cluster or with --kubeconfig (as shapers.kubernetes)")
@@ -62,6 +63,8 @@ func runWorker(args []string, stdout, stderr io.Writer) int {
 			file.Temporal.Address = *address
 		case "namespace":
 			file.Temporal.Namespace = *namespace
+		case "profile":
+			file.Temporal.Profile = *profile
 		case "task-queue":
 			file.TaskQueue = *taskQueue
 		case "metrics-address":
@@ -75,16 +78,22 @@ func runWorker(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	})
+	copts, err := file.Temporal.ClientOptions()
+	if err != nil {
+		return fail(err)
+	}
+	// The replicas' {address} and {namespace}, and the log, name the connection as resolved.
+	file.Temporal.Address, file.Temporal.Namespace = copts.HostPort, copts.Namespace
 	shaping, closeShapers, err := newShapers(file, stdout)
 	if err != nil {
 		return fail(err)
 	}
 	defer closeShapers()
 
-	c, err := client.Dial(client.Options{HostPort: file.Temporal.Address, Namespace: file.Temporal.Namespace,
-		Logger: log.NewStructuredLogger(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))})
+	copts.Logger = log.NewStructuredLogger(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	c, err := client.Dial(copts)
 	if err != nil {
-		return fail(fmt.Errorf("dial %s: %w", file.Temporal.Address, err))
+		return fail(config.ExplainDial(copts.HostPort, err))
 	}
 	defer c.Close()
 	registry := prometheus.NewRegistry()
