@@ -16,6 +16,15 @@ func CoordinatorWorkflowID(fleet string) string { return "headstart-coordinator-
 // with whether anything changed.
 const UpdateConfigure = "configure"
 
+// QueryDecisions answers the coordinator's last decision for each upcoming
+// stage, with its reason ([]coordinator.Decision); QueryCoordinatorState
+// its configuration and what it holds: each stage's reservation, planned
+// replicas and the stages on their way to none (coordinator.Status).
+const (
+	QueryDecisions        = "decisions"
+	QueryCoordinatorState = "state"
+)
+
 // QueryRoutes answers the routes the coordinator asks workers to follow:
 // stage → the task queue of its replicas, for the stages it replicates
 // with a queue while they have replicas (see Routes and

@@ -286,7 +286,7 @@ func prefetchEndToEnd(t *testing.T, fleet string, shaper shapers.Shaper, target 
 		}
 	}
 	require.Positive(t, ahead, "no Train task was scheduled after %s was ready", target)
-	v, err := c.QueryWorkflow(ctx, headstart.CoordinatorWorkflowID(fleet), "", "decisions")
+	v, err := c.QueryWorkflow(ctx, headstart.CoordinatorWorkflowID(fleet), "", headstart.QueryDecisions)
 	require.NoError(t, err)
 	var decisions []coordinator.Decision
 	require.NoError(t, v.Get(&decisions))

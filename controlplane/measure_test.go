@@ -92,7 +92,7 @@ func TestOtherPodsFillingTheNodeMakeTheCoordinatorHoldBack(t *testing.T) {
 		return st
 	}
 	train := func() (coordinator.Decision, bool) {
-		v, err := c.QueryWorkflow(ctx, headstart.CoordinatorWorkflowID(fleet), "", "decisions")
+		v, err := c.QueryWorkflow(ctx, headstart.CoordinatorWorkflowID(fleet), "", headstart.QueryDecisions)
 		require.NoError(t, err)
 		var ds []coordinator.Decision
 		require.NoError(t, v.Get(&ds))

@@ -200,6 +200,13 @@ type State struct {
 	Retiring map[string]Retiring `json:",omitempty"`
 }
 
+// Status is what the coordinator answers to headstart.QueryCoordinatorState:
+// its configuration as in force, and what it holds.
+type Status struct {
+	Config Config
+	State  State
+}
+
 // Retiring is a stage on its way to zero replicas: no longer replicated,
 // or planned down to none.
 type Retiring struct {
@@ -377,8 +384,12 @@ func Workflow(ctx workflow.Context, in Input) error {
 	var ctl *Activities
 	var pf *activities.Prefetcher
 	var last []Decision
-	if err := workflow.SetQueryHandlerWithOptions(ctx, "decisions", func() ([]Decision, error) { return last, nil },
+	if err := workflow.SetQueryHandlerWithOptions(ctx, headstart.QueryDecisions, func() ([]Decision, error) { return last, nil },
 		workflow.QueryHandlerOptions{Description: "The last tick's decision for each upcoming stage, with its reason."}); err != nil {
+		return err
+	}
+	if err := workflow.SetQueryHandlerWithOptions(ctx, headstart.QueryCoordinatorState, func() (Status, error) { return Status{Config: in.Config.withDefaults(), State: st}, nil },
+		workflow.QueryHandlerOptions{Description: "Each stage's held reservation and planned replicas, and the stages on their way to none."}); err != nil {
 		return err
 	}
 	if err := workflow.SetQueryHandlerWithOptions(ctx, headstart.QueryRoutes, func() (map[string]string, error) { return routes(in.Config, st), nil },

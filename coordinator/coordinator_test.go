@@ -290,7 +290,7 @@ func TestCoordinatorModes(t *testing.T) {
 			var decisions []Decision
 			env.RegisterDelayedCallback(func() {
 				routes = queryRoutes(t, env)
-				v, err := env.QueryWorkflow("decisions")
+				v, err := env.QueryWorkflow(headstart.QueryDecisions)
 				require.NoError(t, err)
 				require.NoError(t, v.Get(&decisions))
 			}, 2500*time.Millisecond)
@@ -486,7 +486,7 @@ func TestCoordinatorMeasuresItsPoolBeforeEachDecision(t *testing.T) {
 			Upcoming: []Upcoming{{Stage: "W/train", Start: env.Now().Add(time.Second), Confidence: 0.95, Need: vec(2, 4)}}}, nil
 	})
 	var decisions []Decision
-	env.RegisterDelayedCallback(func() { decisions = query[[]Decision](t, env, "decisions") }, 5*time.Second) // after the tick whose measurement failed
+	env.RegisterDelayedCallback(func() { decisions = query[[]Decision](t, env, headstart.QueryDecisions) }, 5*time.Second) // after the tick whose measurement failed
 	cfg := Config{LedgerWorkflowID: "ledger", Pool: "p", Interval: 2 * time.Second, Measure: &Measure{With: "deployment", Selector: "pool=p"}}
 	env.ExecuteWorkflow(headstart.CoordinatorWorkflowName, Input{Fleet: "f", MaxTicks: 3, Config: cfg})
 	require.ErrorContains(t, env.GetWorkflowError(), "continue as new")

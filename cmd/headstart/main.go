@@ -19,8 +19,9 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"replay", "replay recorded executions and compare how each method sizes memory", runReplay},
+		{"status", "print the forecaster's predictions, the coordinator's decisions and replicas, and the pools", runStatus},
 		{"version", "print the module version and the Temporal SDK it is built with", runVersion},
-		{"worker", "run the Headstart control worker (the forecaster)", runWorker},
+		{"worker", "run the Headstart control worker: forecaster, ledgers, coordinator and shapers, from --config", runWorker},
 	}
 }
 
