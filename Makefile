@@ -15,6 +15,9 @@ TEMPORAL_CLI_VERSION ?= v1.5.1
 STATICCHECK_VERSION  ?= v0.8.2
 WORKFLOWCHECK_VERSION ?= v0.6.0
 TEMPORAL      := $(CACHE)/temporal-cli-$(TEMPORAL_CLI_VERSION)-$(GOVERSION)/temporal
+PLAYWRIGHT_VERSION := $(shell sed -n 's/^const PlaywrightVersion = "\(.*\)"/\1/p' internal/browsertest/browsertest.go)
+PLAYWRIGHT    := $(CACHE)/playwright-core-$(PLAYWRIGHT_VERSION)
+ARTIFACTS     ?= $(CURDIR)/.artifacts
 TEST_FLAGS    ?=
 TEST_TIMEOUT  ?= 30m
 
@@ -31,8 +34,9 @@ run: ## start the dev server + Web UI, the sample worker and a starter (Ctrl-C s
 	@scripts/run.sh
 
 .PHONY: test
-test: temporal prometheus kubernetes ## all unit and integration tests, with -race, against a real dev server, Prometheus and Kubernetes control plane
-	$(GO) test -race -timeout $(TEST_TIMEOUT) -count=1 $(TEST_FLAGS) ./...
+test: temporal prometheus kubernetes browser ## all unit and integration tests, with -race, against a real dev server, Prometheus, Kubernetes control plane and headless Chromium; screenshots in .artifacts/
+	@mkdir -p $(ARTIFACTS)
+	$(GO) test -race -timeout $(TEST_TIMEOUT) -count=1 -artifacts -outputdir $(ARTIFACTS) $(TEST_FLAGS) ./...
 	@# Latency bounds hold for production builds: check them without the race detector too.
 	$(GO) test -timeout $(TEST_TIMEOUT) -count=1 -run 'TestSinkFailuresNeverReachActivities' $(TEST_FLAGS) ./interceptors/
 
@@ -71,6 +75,14 @@ kubernetes: ## build the Kubernetes control plane for the tests into the cache (
 test-k8s: temporal kubernetes ## the tests against a real Kubernetes control plane only
 	$(GO) test -race -timeout $(TEST_TIMEOUT) -count=1 $(TEST_FLAGS) ./internal/kubetest/ ./shapers/kubernetes/
 	$(GO) test -race -timeout $(TEST_TIMEOUT) -count=1 $(TEST_FLAGS) -run 'TestStageDeploymentIsScaledBeforeItsTasksAreScheduled' ./controlplane/
+
+.PHONY: browser
+browser: ## install Debian's chromium and playwright-core (npm, into the cache) for the Web UI test
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else echo "install Chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
+	@test -f $(PLAYWRIGHT)/node_modules/playwright-core/package.json || \
+		npm install --prefix $(PLAYWRIGHT) --no-audit --no-fund --silent playwright-core@$(PLAYWRIGHT_VERSION)
 
 .PHONY: prometheus
 prometheus: ## install Debian's Prometheus for the tests that scrape and query a real one

@@ -55,11 +55,14 @@ type Options struct {
 	// StartTimeout bounds building (if needed) and starting. If not set, 15 minutes,
 	// enough to build the CLI cold.
 	StartTimeout time.Duration
+	// UI serves the Web UI on a free port of 127.0.0.1 (Server.UIAddress).
+	UI bool
 }
 
 // Server is a running dev server.
 type Server struct {
 	dev       *testsuite.DevServer
+	ui        string // host:port of the Web UI, if served
 	namespace string
 	logger    log.Logger
 	output    *testproc.Log
@@ -84,7 +87,17 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	out := &testproc.Log{}
+	var uiPort string
+	if opts.UI {
+		p, err := testproc.Port()
+		if err != nil {
+			return nil, err
+		}
+		uiPort = fmt.Sprint(p)
+	}
 	dev, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
+		EnableUI:         opts.UI,
+		UIPort:           uiPort,
 		ExistingPath:     cli,
 		ClientOptions:    &client.Options{Namespace: opts.Namespace, Logger: opts.Logger},
 		SearchAttributes: opts.SearchAttributes,
@@ -95,8 +108,15 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start temporal dev server %s: %w\n%s", cli, err, out.Tail(4096))
 	}
-	return &Server{dev: dev, namespace: opts.Namespace, logger: opts.Logger, output: out}, nil
+	s := &Server{dev: dev, namespace: opts.Namespace, logger: opts.Logger, output: out}
+	if opts.UI {
+		s.ui = "127.0.0.1:" + uiPort
+	}
+	return s, nil
 }
+
+// UIAddress is the Web UI's host:port ("" unless Options.UI).
+func (s *Server) UIAddress() string { return s.ui }
 
 // HostPort is the frontend's gRPC address.
 func (s *Server) HostPort() string { return s.dev.FrontendHostPort() }
