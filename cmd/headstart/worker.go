@@ -125,6 +125,11 @@ func runWorker(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	if used, err := controlplane.HasUserWorkflows(ctx, c, copts.Namespace); err == nil && !used {
+		fmt.Fprintf(stderr, "headstart worker: warning: namespace %q has no workflows but Headstart's: if your workers run elsewhere, set -namespace, temporal.namespace or TEMPORAL_NAMESPACE to theirs\n", copts.Namespace)
+	}
+	cancel()
 	<-sdkworker.InterruptCh()
 	fmt.Fprintln(stdout, "headstart control worker: stopping")
 	return 0
