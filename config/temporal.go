@@ -69,7 +69,7 @@ func ExplainDial(address string, err error) error {
 		hint = "the server's certificate is not signed by the CA the client trusts: set temporal.tls.ca (or TEMPORAL_TLS_SERVER_CA_CERT_PATH) to the CA that signed it"
 	case strings.Contains(msg, "certificate is valid for"), strings.Contains(msg, "doesn't contain any IP SANs"):
 		hint = "the server's certificate names another host: set temporal.tls.server_name (or TEMPORAL_TLS_SERVER_NAME) to a name it is valid for"
-	case strings.Contains(msg, "certificate required"), strings.Contains(msg, "bad certificate"):
+	case strings.Contains(msg, "certificate required"), strings.Contains(msg, "bad certificate"), strings.Contains(msg, "handshake failure"):
 		hint = "the server asks for a client certificate it trusts (mutual TLS): set temporal.tls.cert and temporal.tls.key (or TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH)"
 	case strings.Contains(msg, "first record does not look like a TLS handshake"), strings.Contains(msg, "http2: frame too large"):
 		hint = "TLS is on at one end only: check temporal.tls / TEMPORAL_TLS against the server"
