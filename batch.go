@@ -17,6 +17,9 @@ type ObservationBatch struct {
 	Observations []Observation `json:"observations,omitempty"`
 	Starts       []StageStart  `json:"starts,omitempty"`
 	Packed       []byte        `json:"packed,omitempty"`
+	// Items is how many observations and start events Packed holds, so
+	// that a batch shed unread is still counted.
+	Items int `json:"items,omitempty"`
 }
 
 // maxBatchBytes bounds a batch's decompressed size.
@@ -35,7 +38,7 @@ func NewObservationBatch(b Batch) (ObservationBatch, error) {
 	if err := zw.Close(); err != nil {
 		return ObservationBatch{}, fmt.Errorf("encode batch: %w", err)
 	}
-	return ObservationBatch{Packed: buf.Bytes()}, nil
+	return ObservationBatch{Packed: buf.Bytes(), Items: b.Len()}, nil
 }
 
 // All returns the batch's observations and start events, plain ones first.

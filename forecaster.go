@@ -38,6 +38,13 @@ type ForecasterStatus struct {
 	Batches            int // batches received in this run
 	// Utilization is the last system-wide utilization read from Prometheus.
 	Utilization UtilizationResult
+	// Shed counts the observations and start events, and ShedBatches the
+	// batches, dropped unread because the forecaster fell too far behind
+	// (ForecasterOptions.MaxBacklogBatches). Shed counts only the batches
+	// that say how many items they hold (the sender's do).
+	Shed, ShedBatches int64
+	// Backlog is how many batches wait to be taken in.
+	Backlog int
 }
 
 // ForecasterOptions configure the forecaster. Zero values take the defaults.
@@ -58,6 +65,16 @@ type ForecasterOptions struct {
 	// MaxRunningInstances bounds the workflow runs tracked for "what comes
 	// next"; the least recently seen is forgotten past it. If not set, 1000.
 	MaxRunningInstances int
+	// MaxItemsPerTask bounds the observations and start events taken in by
+	// one workflow task; the rest wait for the next task, so that no task
+	// runs long enough to fail (the SDK fails a task whose code runs 1 s
+	// without yielding), however far behind the forecaster is. If not set, 2000.
+	MaxItemsPerTask int
+	// MaxBacklogBatches is how many batches may wait to be taken in; past
+	// it the oldest are shed unread, and counted (ForecasterStatus.Shed,
+	// the current details and the control worker's
+	// headstart_forecaster_shed_items metric). If not set, 1000.
+	MaxBacklogBatches int
 	// MaxSignalsPerRun continues the forecaster as new after this many
 	// batches even if the server has not suggested it. If not set, 2000.
 	MaxSignalsPerRun int
@@ -94,6 +111,12 @@ func (o ForecasterOptions) WithDefaults() ForecasterOptions {
 	}
 	if o.MaxRunningInstances <= 0 {
 		o.MaxRunningInstances = 1000
+	}
+	if o.MaxItemsPerTask <= 0 {
+		o.MaxItemsPerTask = 2000
+	}
+	if o.MaxBacklogBatches <= 0 {
+		o.MaxBacklogBatches = 1000
 	}
 	if o.MaxSignalsPerRun <= 0 {
 		o.MaxSignalsPerRun = 2000

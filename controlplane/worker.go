@@ -53,7 +53,7 @@ func RegisterWorkflows(r sdkworker.WorkflowRegistry) {
 
 // Register registers everything the control worker runs: the workflows
 // (RegisterWorkflows) and their activities — the forecaster's demand
-// fitting (exporting its metrics on opts.Registerer) and, with
+// fitting (exporting its metrics on opts.Registerer), its Rest and, with
 // opts.PrometheusURL, its utilization reads; the coordinator's snapshot;
 // the prefetch activities, shaping through opts.Shapers. c is the client
 // the activities query and update the workflows with.
@@ -64,6 +64,7 @@ func Register(r sdkworker.Registry, c client.Client, opts Options) error {
 		return err
 	}
 	r.RegisterActivity(f)
+	r.RegisterActivity(forecaster.Rest)
 	if opts.PrometheusURL != "" {
 		r.RegisterActivity(&activities.PrometheusReader{URL: opts.PrometheusURL})
 	}

@@ -1,6 +1,7 @@
 package forecaster
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -16,7 +17,16 @@ import (
 	"github.com/headstart-dev/headstart/resources"
 )
 
-// Forecaster is the long-running workflow that keeps each stage's profile,
+// Rest is the activity the forecaster waits on between bounded chunks of a
+// backlog, to end one workflow task and start the next. It does nothing;
+// controlplane.Register registers it.
+func Rest(context.Context) error { return nil }
+
+// maxDrainTasks bounds the workflow tasks spent taking in the batches
+// that arrived before continuing as new.
+const maxDrainTasks = 10
+
+// Workflow is the long-running forecaster that keeps each stage's profile,
 // each workflow type's stage graph and the sizing models, fed by observation
 // batches, and answers with predictions. It continues as new when the server
 // suggests it (or after MaxSignalsPerRun batches), once every handler has
@@ -67,7 +77,7 @@ func Workflow(ctx workflow.Context, in headstart.ForecasterInput) error {
 				}
 				return headstart.ForecasterStatus{Observed: st.observed, Rejected: st.rejected, Stages: len(st.current),
 					Running: len(st.runs.ByID), CarriedBytes: len(in.Checkpoint), CheckpointBytes: len(cp), Batches: batches,
-					Utilization: st.util}, nil
+					Utilization: st.util, Shed: st.shed, ShedBatches: st.shedBatches, Backlog: st.backlog}, nil
 			}
 		}
 		if err := workflow.SetQueryHandlerWithOptions(ctx, name, handler, workflow.QueryHandlerOptions{Description: desc}); err != nil {
@@ -83,7 +93,7 @@ func Workflow(ctx workflow.Context, in headstart.ForecasterInput) error {
 		})
 	}
 	publish()
-	take := func(b headstart.ObservationBatch) {
+	take := func(b headstart.ObservationBatch) int {
 		batch, err := b.All()
 		if err != nil {
 			logger.Warn("dropping an undecodable observation batch", "error", err)
@@ -92,7 +102,50 @@ func Workflow(ctx workflow.Context, in headstart.ForecasterInput) error {
 		st.ingest(batch.Observations, workflow.Now(ctx))
 		st.starts(batch.Starts, workflow.Now(ctx))
 		batches++
+		return batch.Len()
 	}
+	// Each workflow task takes in at most MaxItemsPerTask items and sheds
+	// the oldest batches past MaxBacklogBatches; what is left waits for the
+	// next task (bounded). Histories from before this change drain
+	// everything at once, as they were recorded.
+	bounded := workflow.GetVersion(ctx, "bounded-ingest", workflow.DefaultVersion, 1) >= 1
+	shed := func(b headstart.ObservationBatch) {
+		st.shedBatches++
+		st.shed += int64(b.Items + len(b.Observations) + len(b.Starts))
+	}
+	// drain takes in what has arrived, within the task's budget, and
+	// reports whether batches are left for the next task.
+	drain := func() bool {
+		var b headstart.ObservationBatch
+		if !bounded {
+			for signals.ReceiveAsync(&b) {
+				take(b)
+			}
+			return false
+		}
+		for n := min(signals.Len()-st.opts.MaxBacklogBatches, st.opts.MaxBacklogBatches); n > 0 && signals.ReceiveAsync(&b); n-- {
+			shed(b)
+		}
+		for budget := st.opts.MaxItemsPerTask; budget > 0 && signals.ReceiveAsync(&b); {
+			budget -= take(b)
+		}
+		if n := signals.Len(); n > 0 {
+			st.backlog = n
+			return true
+		}
+		st.backlog = 0
+		return false
+	}
+	// yield ends the workflow task between bounded chunks, waiting on Rest,
+	// an activity that does nothing: the next task starts as soon as it
+	// completes (a timer would wait for the server's timer tick), with the
+	// batches that arrived meanwhile. Short tasks keep clear of the SDK's
+	// deadlock detector (1 s without yielding), of the task timeout, and of
+	// the server's bound on events buffered while a task runs (past it the
+	// server fails the task).
+	yieldCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: 100 * time.Millisecond, MaximumInterval: time.Second}})
+	yield := func() error { return workflow.ExecuteActivity(yieldCtx, Rest).Get(ctx, nil) }
 	// Heavier fitting (demand curves) runs in an activity every FitInterval
 	// while observations arrive; its result is applied back here.
 	fitCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
@@ -120,10 +173,7 @@ func Workflow(ctx workflow.Context, in headstart.ForecasterInput) error {
 			return err // canceled
 		}
 		// Take what else has arrived before updating the details once.
-		var b headstart.ObservationBatch
-		for signals.ReceiveAsync(&b) {
-			take(b)
-		}
+		pending := drain()
 		if fitDue && fitting == nil {
 			fitDue = false
 			armFit()
@@ -157,6 +207,11 @@ func Workflow(ctx workflow.Context, in headstart.ForecasterInput) error {
 		if info.GetContinueAsNewSuggested() || batches >= st.opts.MaxSignalsPerRun || info.GetCurrentHistorySize() >= st.opts.MaxHistoryBytes {
 			break
 		}
+		if pending {
+			if err := yield(); err != nil {
+				return err
+			}
+		}
 	}
 	// Let a running fit and every handler finish, drain, then continue as new with the state.
 	if err := workflow.Await(ctx, func() bool {
@@ -167,9 +222,19 @@ func Workflow(ctx workflow.Context, in headstart.ForecasterInput) error {
 	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
 		return err
 	}
-	var b headstart.ObservationBatch
-	for signals.ReceiveAsync(&b) {
-		take(b)
+	// What arrived meanwhile is taken in within a few tasks; past those,
+	// the rest is shed (counted) rather than carried unbounded.
+	for i := 0; drain(); i++ {
+		if i == maxDrainTasks {
+			var b headstart.ObservationBatch
+			for signals.ReceiveAsync(&b) {
+				shed(b)
+			}
+			break
+		}
+		if err := yield(); err != nil {
+			return err
+		}
 	}
 	if fitting != nil {
 		var res activities.FitResult
@@ -193,6 +258,9 @@ func currentDetails(st *forecasterState) string {
 	var b strings.Builder
 	preds := st.predictions()
 	fmt.Fprintf(&b, "**Headstart forecaster** — %d observations, %d stages\n\n", st.observed, len(preds))
+	if st.shed > 0 || st.shedBatches > 0 || st.backlog > 0 {
+		fmt.Fprintf(&b, "Behind: %d batches wait; %d items in %d batches shed unread so far.\n\n", st.backlog, st.shed, st.shedBatches)
+	}
 	b.WriteString("| stage | next expected | CPU | memory (lower–upper) | duration | confidence | recent error |\n|---|---|---|---|---|---|---|\n")
 	for i, p := range preds {
 		if i == details.MaxRows {

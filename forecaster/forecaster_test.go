@@ -35,6 +35,7 @@ func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 	fitter, err := activities.NewFitter(prometheus.NewRegistry())
 	require.NoError(t, err)
 	env.RegisterActivity(fitter)
+	env.RegisterActivity(Rest)
 	return env
 }
 

@@ -2,9 +2,13 @@ package forecaster_test
 
 import (
 	"context"
+
 	"fmt"
 	"testing"
 	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
 
 	"golang.org/x/sync/errgroup"
 
@@ -36,7 +40,7 @@ func BenchmarkForecasterOnDevServer(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer w.Stop()
-	send := interceptors.ForecasterSender(c, interceptors.SenderOptions{TaskQueue: opts.TaskQueue, Fleet: opts.Fleet})
+	send := interceptors.ForecasterSender(c, interceptors.SenderOptions{TaskQueue: opts.TaskQueue, Fleet: opts.Fleet, Forecaster: opts.Forecaster})
 	id := headstart.ForecasterWorkflowID(opts.Fleet)
 
 	batches := make(chan int, total/batchSize)
@@ -64,11 +68,11 @@ func BenchmarkForecasterOnDevServer(b *testing.B) {
 	var status headstart.ForecasterStatus
 	for {
 		v, err := c.QueryWorkflow(ctx, id, "", headstart.QueryStatus)
-		if err == nil && v.Get(&status) == nil && status.Observed >= total {
+		if err == nil && v.Get(&status) == nil && status.Observed+status.Shed >= total {
 			break
 		}
 		if ctx.Err() != nil {
-			b.Fatalf("forecaster took in %d of %d observations before the deadline", status.Observed, total)
+			b.Fatalf("forecaster took in %d and shed %d of %d observations before the deadline", status.Observed, status.Shed, total)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -88,5 +92,43 @@ func BenchmarkForecasterOnDevServer(b *testing.B) {
 		b.Errorf("history %d bytes: the forecaster did not continue as new in time", info.GetHistorySizeBytes())
 	}
 	fmt.Printf("checkpoint now: %d bytes; carried into the current run: %d bytes\n", status.CheckpointBytes, status.CarriedBytes)
-	fmt.Printf("forecaster ingest_obs_per_s=%.0f checkpoint_bytes=%d stages=%d\n", float64(total)/elapsed.Seconds(), status.CheckpointBytes, status.Stages)
+	failed, err := failedTasks(ctx, c, id)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fmt.Printf("forecaster ingest_obs_per_s=%.0f taken_in=%d shed=%d failed_tasks=%d checkpoint_bytes=%d stages=%d\n",
+		float64(status.Observed)/elapsed.Seconds(), status.Observed, status.Shed, failed, status.CheckpointBytes, status.Stages)
+	if failed > 0 {
+		b.Errorf("%d workflow tasks of the forecaster failed or timed out", failed)
+	}
+}
+
+// failedTasks counts the failed and timed-out workflow tasks of every run of a workflow.
+func failedTasks(ctx context.Context, c client.Client, id string) (int, error) {
+	n := 0
+	for runID := ""; ; {
+		iter := c.GetWorkflowHistory(ctx, id, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		first := ""
+		for iter.HasNext() {
+			e, err := iter.Next()
+			if err != nil {
+				return n, err
+			}
+			switch e.GetEventType() {
+			case enumspb.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+				n++
+				a := e.GetWorkflowTaskFailedEventAttributes()
+				fmt.Printf("workflow task failed: %s: %s\n", a.GetCause(), a.GetFailure().GetMessage())
+			case enumspb.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
+				n++
+				fmt.Printf("workflow task timed out: %s\n", e.GetWorkflowTaskTimedOutEventAttributes().GetTimeoutType())
+			case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+				first = e.GetWorkflowExecutionStartedEventAttributes().GetContinuedExecutionRunId()
+			}
+		}
+		if first == "" {
+			return n, nil
+		}
+		runID = first
+	}
 }

@@ -34,6 +34,10 @@ type forecasterState struct {
 	util      headstart.UtilizationResult           // the last system-wide utilization read
 	observed  int64
 	rejected  int64
+	// shed and shedBatches count what was dropped unread for being too far
+	// behind; backlog is how many batches wait now.
+	shed, shedBatches int64
+	backlog           int
 }
 
 func newForecasterState(opts headstart.ForecasterOptions) *forecasterState {
@@ -235,6 +239,8 @@ type checkpointData struct {
 	Seq       int64
 	Observed  int64
 	Rejected  int64
+	// Shed and ShedBatches: dropped unread for being too far behind.
+	Shed, ShedBatches int64 `json:",omitempty"`
 }
 
 // checkpoint serialises the state as gzipped JSON (which sorts map keys, so
@@ -247,7 +253,8 @@ func (s *forecasterState) checkpoint() ([]byte, error) {
 		return nil, err
 	}
 	d := checkpointData{Opts: s.opts, Sizer: sz, Profiles: s.profiles, Graph: s.graph, Feedback: s.feedback, Current: s.current, Past: s.past,
-		Workflows: s.workflows, Instances: s.runs.ByID, Arrivals: s.arrivals, Demand: s.demand, Util: s.util, Seq: s.runs.Seq, Observed: s.observed, Rejected: s.rejected}
+		Workflows: s.workflows, Instances: s.runs.ByID, Arrivals: s.arrivals, Demand: s.demand, Util: s.util, Seq: s.runs.Seq, Observed: s.observed, Rejected: s.rejected,
+		Shed: s.shed, ShedBatches: s.shedBatches}
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
 	if err := json.NewEncoder(zw).Encode(d); err != nil {
@@ -292,6 +299,7 @@ func restoreState(b []byte) (*forecasterState, error) {
 	adopt(&s.arrivals, d.Arrivals)
 	adopt(&s.demand, d.Demand)
 	s.runs.Seq, s.observed, s.rejected, s.util = d.Seq, d.Observed, d.Rejected, d.Util
+	s.shed, s.shedBatches = d.Shed, d.ShedBatches
 	return s, nil
 }
 

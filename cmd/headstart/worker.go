@@ -125,6 +125,13 @@ func runWorker(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
+	status, err := controlplane.NewStatusMetrics(registry)
+	if err != nil {
+		return fail(err)
+	}
+	follow, stopFollowing := context.WithCancel(context.Background())
+	defer stopFollowing()
+	go status.Follow(follow, c, opts.Fleet, 15*time.Second, nil)
 	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
 	if used, err := controlplane.HasUserWorkflows(ctx, c, copts.Namespace); err == nil && !used {
 		fmt.Fprintf(stderr, "headstart worker: warning: namespace %q has no workflows but Headstart's: if your workers run elsewhere, set -namespace, temporal.namespace or TEMPORAL_NAMESPACE to theirs\n", copts.Namespace)
