@@ -15,7 +15,10 @@ TEMPORAL_CLI_VERSION ?= v1.5.1
 STATICCHECK_VERSION  ?= v0.8.2
 WORKFLOWCHECK_VERSION ?= v0.6.0
 TEMPORAL      := $(CACHE)/temporal-cli-$(TEMPORAL_CLI_VERSION)-$(GOVERSION)/temporal
-PLAYWRIGHT_VERSION := $(shell sed -n 's/^const PlaywrightVersion = "\(.*\)"/\1/p' internal/browsertest/browsertest.go)
+# The control plane is a module of its own in $(CP); the root module is the
+# wire API and the drop-in a user's worker requires.
+CP            := controlplane
+PLAYWRIGHT_VERSION := $(shell sed -n 's/^const PlaywrightVersion = "\(.*\)"/\1/p' $(CP)/internal/browsertest/browsertest.go)
 PLAYWRIGHT    := $(CACHE)/playwright-core-$(PLAYWRIGHT_VERSION)
 ARTIFACTS     ?= $(CURDIR)/.artifacts
 TEST_FLAGS    ?=
@@ -37,6 +40,7 @@ run: ## start the dev server + Web UI, the sample worker and a starter (Ctrl-C s
 test: temporal prometheus kubernetes browser ## all unit and integration tests, with -race, against a real dev server, Prometheus, Kubernetes control plane and headless Chromium; screenshots in .artifacts/
 	@mkdir -p $(ARTIFACTS)
 	$(GO) test -race -timeout $(TEST_TIMEOUT) -count=1 -artifacts -outputdir $(ARTIFACTS) $(TEST_FLAGS) ./...
+	cd $(CP) && $(GO) test -race -timeout $(TEST_TIMEOUT) -count=1 -artifacts -outputdir $(ARTIFACTS) $(TEST_FLAGS) ./...
 	@# Latency bounds hold for production builds: check them without the race detector too.
 	$(GO) test -timeout $(TEST_TIMEOUT) -count=1 -run 'TestSinkFailuresNeverReachActivities' $(TEST_FLAGS) ./interceptors/
 
@@ -46,18 +50,21 @@ lint: vet staticcheck workflowcheck check-deps check-size ## go vet, staticcheck
 .PHONY: vet
 vet: ## go vet
 	$(GO) vet ./...
+	cd $(CP) && $(GO) vet ./...
 
 .PHONY: staticcheck
 staticcheck: $(TOOLS)/staticcheck ## staticcheck
 	$(TOOLS)/staticcheck ./...
+	cd $(CP) && $(TOOLS)/staticcheck ./...
 
 .PHONY: workflowcheck
 workflowcheck: $(TOOLS)/workflowcheck ## determinism check of workflow code
 	$(TOOLS)/workflowcheck ./...
+	cd $(CP) && $(TOOLS)/workflowcheck ./...
 
 .PHONY: check-deps
 check-deps: ## fail when a package imports against the direction in DESIGN.md
-	$(GO) run ./internal/tools/checkdeps
+	cd $(CP) && $(GO) run ./internal/tools/checkdeps -root ..
 
 .PHONY: check-size
 check-size: ## fail when a tracked file is over 1 MiB (a built binary committed by mistake)
@@ -73,8 +80,8 @@ kubernetes: ## build the Kubernetes control plane for the tests into the cache (
 
 .PHONY: test-k8s
 test-k8s: temporal kubernetes ## the tests against a real Kubernetes control plane only
-	$(GO) test -race -timeout $(TEST_TIMEOUT) -count=1 $(TEST_FLAGS) ./internal/kubetest/ ./shapers/kubernetes/
-	$(GO) test -race -timeout $(TEST_TIMEOUT) -count=1 $(TEST_FLAGS) -run 'TestStageDeploymentIsScaledBeforeItsTasksAreScheduled' ./controlplane/
+	cd $(CP) && $(GO) test -race -timeout $(TEST_TIMEOUT) -count=1 $(TEST_FLAGS) ./internal/kubetest/ ./shapers/kubernetes/
+	cd $(CP) && $(GO) test -race -timeout $(TEST_TIMEOUT) -count=1 $(TEST_FLAGS) -run 'TestStageDeploymentIsScaledBeforeItsTasksAreScheduled|TestOtherPodsFillingTheNode' .
 
 .PHONY: browser
 browser: ## install Debian's chromium and playwright-core (npm, into the cache) for the Web UI test
@@ -105,8 +112,8 @@ clean: ## remove make run's state (.run/); the tool cache stays
 
 .PHONY: bench-profiler
 bench-profiler: ## profiler overhead per activity vs none and OpenTelemetry tracing
-	$(GO) test -run '^$$' -bench 'BenchmarkActivityOverhead' -benchmem -benchtime 5000x -count 12 ./interceptors/ \
-		| $(GO) run ./internal/tools/benchratio -prefix BenchmarkActivityOverhead -base none -ref otel -cand profiler -label profiler_overhead_ratio_vs_otel
+	cd $(CP) && $(GO) test -run '^$$' -bench 'BenchmarkActivityOverhead' -benchmem -benchtime 5000x -count 12 ./internal/benchprofiler/ \
+		| ($(GO) run ./internal/tools/benchratio -prefix BenchmarkActivityOverhead -base none -ref otel -cand profiler -label profiler_overhead_ratio_vs_otel)
 
 FORECAST_TRACES ?= ../shared/data/nextflow-traces \
 	../shared/data/wfcommons/makeflow/blast/blast-chameleon-medium-001.json \
@@ -118,14 +125,14 @@ FORECAST_TRACES ?= ../shared/data/nextflow-traces \
 
 .PHONY: bench-forecast
 bench-forecast: ## replay real traces: Headstart vs VPA, Autopilot, request, max-seen and hindsight (plots in .run/plots)
-	$(GO) run ./cmd/headstart replay --plot .run/plots $(FORECAST_TRACES)
+	cd $(CP) && $(GO) run ./cmd/headstart replay --plot ../.run/plots $(addprefix ../,$(FORECAST_TRACES))
 
 .PHONY: bench-e2e
 bench-e2e: temporal ## bursty pipeline runs on a real dev server: static fleet, KEDA-like reactive scaling, Headstart, oracle
-	@out=$$(mktemp); $(GO) test -run '^$$' -bench BenchmarkEndToEnd -benchtime 1x -timeout 30m ./controlplane/ | tee $$out; \
+	@out=$$(mktemp); cd $(CP) && $(GO) test -run '^$$' -bench BenchmarkEndToEnd -benchtime 1x -timeout 30m . | tee $$out; \
 		line=$$(grep '^e2e p95_ratio' $$out | tail -1); rm -f $$out; test -n "$$line"
 
 .PHONY: bench-forecaster
 bench-forecaster: temporal ## 100,000 observations across 1,000 stages into a forecaster on a real dev server
-	@out=$$(mktemp); $(GO) test -run '^$$' -bench BenchmarkForecasterOnDevServer -benchtime 1x ./forecaster/ | tee $$out; \
+	@out=$$(mktemp); cd $(CP) && $(GO) test -run '^$$' -bench BenchmarkForecasterOnDevServer -benchtime 1x ./forecaster/ | tee $$out; \
 		line=$$(grep '^forecaster ' $$out | tail -1); rm -f $$out; test -n "$$line" && echo "$$line"

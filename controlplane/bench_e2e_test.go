@@ -23,12 +23,12 @@ import (
 
 	"github.com/headstart-dev/headstart"
 	"github.com/headstart-dev/headstart/controlplane"
-	"github.com/headstart-dev/headstart/coordinator"
+	"github.com/headstart-dev/headstart/controlplane/coordinator"
 	"github.com/headstart-dev/headstart/internal/temporaltest"
 	"github.com/headstart-dev/headstart/resources"
-	"github.com/headstart-dev/headstart/samples/pipeline"
-	"github.com/headstart-dev/headstart/shapers"
-	"github.com/headstart-dev/headstart/shapers/workerpool"
+	"github.com/headstart-dev/headstart/controlplane/samples/pipeline"
+	"github.com/headstart-dev/headstart/controlplane/shapers"
+	"github.com/headstart-dev/headstart/controlplane/shapers/workerpool"
 )
 
 // The end-to-end benchmark's workload: the sample pipeline, its stages

@@ -12,8 +12,8 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/headstart-dev/headstart"
-	"github.com/headstart-dev/headstart/activities"
-	"github.com/headstart-dev/headstart/coordinator"
+	"github.com/headstart-dev/headstart/controlplane/activities"
+	"github.com/headstart-dev/headstart/controlplane/coordinator"
 	"github.com/headstart-dev/headstart/resources"
 )
 

@@ -17,14 +17,14 @@ import (
 
 	"github.com/headstart-dev/headstart"
 	"github.com/headstart-dev/headstart/controlplane"
-	"github.com/headstart-dev/headstart/coordinator"
+	"github.com/headstart-dev/headstart/controlplane/coordinator"
 	"github.com/headstart-dev/headstart/interceptors"
-	"github.com/headstart-dev/headstart/internal/kubetest"
+	"github.com/headstart-dev/headstart/controlplane/internal/kubetest"
 	"github.com/headstart-dev/headstart/internal/temporaltest"
 	"github.com/headstart-dev/headstart/resources"
-	"github.com/headstart-dev/headstart/samples/pipeline"
-	"github.com/headstart-dev/headstart/shapers"
-	"github.com/headstart-dev/headstart/shapers/kubernetes"
+	"github.com/headstart-dev/headstart/controlplane/samples/pipeline"
+	"github.com/headstart-dev/headstart/controlplane/shapers"
+	"github.com/headstart-dev/headstart/controlplane/shapers/kubernetes"
 )
 
 // TestOtherPodsFillingTheNodeMakeTheCoordinatorHoldBack: the coordinator's

@@ -7,11 +7,11 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/headstart-dev/headstart"
-	"github.com/headstart-dev/headstart/activities"
-	"github.com/headstart-dev/headstart/coordinator"
-	"github.com/headstart-dev/headstart/forecaster"
-	"github.com/headstart-dev/headstart/ledger"
-	"github.com/headstart-dev/headstart/shapers"
+	"github.com/headstart-dev/headstart/controlplane/activities"
+	"github.com/headstart-dev/headstart/controlplane/coordinator"
+	"github.com/headstart-dev/headstart/controlplane/forecaster"
+	"github.com/headstart-dev/headstart/controlplane/ledger"
+	"github.com/headstart-dev/headstart/controlplane/shapers"
 )
 
 // Options configure the Headstart control worker.

@@ -1,22 +1,22 @@
 #!/usr/bin/env bash
 # make run: the whole stack on this machine, on 127.0.0.1.
 #   - the Temporal dev server with its Web UI, state kept in .run/temporal.db
-#   - the Headstart control worker, configured by samples/pipeline/headstart.yaml:
+#   - the Headstart control worker, configured by controlplane/samples/pipeline/headstart.yaml:
 #     the forecaster, a ledger, the coordinator, and Transform's replicas
 #   - the pipeline sample's worker, profiled by Headstart, serving /metrics
 #   - a starter that keeps submitting pipelines at a varying rate
 # Ports: TEMPORAL_PORT (default 7233), TEMPORAL_UI_PORT (default 8233) and
 # METRICS_PORT (the worker's /metrics, default 9464), or the next free ones. HEADSTART_RUN_DIR (default .run) holds the state and
-# logs. HEADSTART_CONFIG (default samples/pipeline/headstart.yaml) configures the
+# logs. HEADSTART_CONFIG (default controlplane/samples/pipeline/headstart.yaml) configures the
 # control worker. STARTER_ARGS are passed to the starter. Ctrl-C stops
 # every child process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-state=${HEADSTART_RUN_DIR:-.run}
+state=$(realpath -m "${HEADSTART_RUN_DIR:-.run}")
 mkdir -p "$state/bin"
 
 temporal=$(scripts/build-temporal.sh)
-go build -o "$state/bin/" ./cmd/headstart ./samples/pipeline/worker ./samples/pipeline/starter
+(cd controlplane && go build -o "$state/bin/" ./cmd/headstart ./samples/pipeline/worker ./samples/pipeline/starter)
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 free_port() {
@@ -59,7 +59,7 @@ until "$temporal" operator cluster health --address "$address" >/dev/null 2>&1; 
 done
 
 HEADSTART_BIN=$(cd "$state/bin" && pwd) "$state/bin/headstart" worker -address "$address" \
-  -config "${HEADSTART_CONFIG:-samples/pipeline/headstart.yaml}" >"$state/headstart.log" 2>&1 &
+  -config "${HEADSTART_CONFIG:-controlplane/samples/pipeline/headstart.yaml}" >"$state/headstart.log" 2>&1 &
 pids+=($!)
 "$state/bin/worker" -address "$address" -metrics-address "127.0.0.1:$metrics_port" >"$state/worker.log" 2>&1 &
 pids+=($!)

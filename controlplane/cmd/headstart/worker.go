@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os/exec"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/log"
+	sdkworker "go.temporal.io/sdk/worker"
+	k8s "k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/headstart-dev/headstart"
+	"github.com/headstart-dev/headstart/controlplane/config"
+	"github.com/headstart-dev/headstart/controlplane"
+	"github.com/headstart-dev/headstart/controlplane/shapers"
+	"github.com/headstart-dev/headstart/controlplane/shapers/kubernetes"
+	"github.com/headstart-dev/headstart/controlplane/shapers/workerpool"
+)
+
+func runWorker(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "the configuration file (see headstart.example.yaml); empty: forecasting only, with the defaults")
+	address := fs.String("address", client.DefaultHostPort, "Temporal frontend host:port (overrides temporal.address and TEMPORAL_ADDRESS)")
+	namespace := fs.String("namespace", client.DefaultNamespace, "Temporal namespace (overrides temporal.namespace and TEMPORAL_NAMESPACE)")
+	profile := fs.String("profile", "", "profile of Temporal's client configuration file (overrides temporal.profile and TEMPORAL_PROFILE)")
+	taskQueue := fs.String("task-queue", headstart.TaskQueue, "the control plane's task queue (overrides task_queue)")
+	metricsAddress := fs.String("metrics-address", "", "where to serve the control worker's /metrics (overrides metrics_address); empty: nowhere")
+	onKubernetes := fs.Bool("kubernetes", false, "shape stage Deployments, in-cluster or with --kubeconfig (as shapers.kubernetes)")
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig for --kubernetes; empty: the pod's ServiceAccount")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	fail := func(err error) int {
+		fmt.Fprintln(stderr, "headstart worker:", err)
+		return 1
+	}
+	// Configuration errors first, before connecting anywhere.
+	var file *config.File
+	var err error
+	if *configPath != "" {
+		file, err = config.Load(*configPath)
+	} else {
+		file, err = config.Parse("flags", nil)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "address":
+			file.Temporal.Address = *address
+		case "namespace":
+			file.Temporal.Namespace = *namespace
+		case "profile":
+			file.Temporal.Profile = *profile
+		case "task-queue":
+			file.TaskQueue = *taskQueue
+		case "metrics-address":
+			file.MetricsAddress = *metricsAddress
+		case "kubernetes", "kubeconfig":
+			if *onKubernetes && file.Shapers.Kubernetes == nil {
+				file.Shapers.Kubernetes = &config.Kubernetes{}
+			}
+			if file.Shapers.Kubernetes != nil && *kubeconfig != "" {
+				file.Shapers.Kubernetes.Kubeconfig = *kubeconfig
+			}
+		}
+	})
+	copts, err := file.Temporal.ClientOptions()
+	if err != nil {
+		return fail(err)
+	}
+	// The replicas' {address} and {namespace}, and the log, name the connection as resolved.
+	file.Temporal.Address, file.Temporal.Namespace = copts.HostPort, copts.Namespace
+	shaping, closeShapers, err := newShapers(file, stdout)
+	if err != nil {
+		return fail(err)
+	}
+	defer closeShapers()
+
+	copts.Logger = log.NewStructuredLogger(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	c, err := client.Dial(copts)
+	if err != nil {
+		return fail(config.ExplainDial(copts.HostPort, err))
+	}
+	defer c.Close()
+	registry := prometheus.NewRegistry()
+	if file.MetricsAddress != "" {
+		stop, err := serveMetrics(file.MetricsAddress, registry, stdout, stderr)
+		if err != nil {
+			return fail(err)
+		}
+		defer stop()
+	}
+	opts := file.Options()
+	opts.Registerer, opts.Shapers = registry, shaping
+	w, err := controlplane.NewWorker(c, opts)
+	if err != nil {
+		return fail(err)
+	}
+	if err := w.Start(); err != nil {
+		return fail(err)
+	}
+	defer w.Stop()
+	fmt.Fprintf(stdout, "headstart control worker: %s\n", file)
+	// The worker runs first: a running coordinator's configure update needs it.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	started, err := file.Plane().Start(ctx, c)
+	cancel()
+	for _, s := range started {
+		fmt.Fprintln(stdout, s)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	status, err := controlplane.NewStatusMetrics(registry)
+	if err != nil {
+		return fail(err)
+	}
+	follow, stopFollowing := context.WithCancel(context.Background())
+	defer stopFollowing()
+	go status.Follow(follow, c, opts.Fleet, 15*time.Second, nil)
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	if used, err := controlplane.HasUserWorkflows(ctx, c, copts.Namespace); err == nil && !used {
+		fmt.Fprintf(stderr, "headstart worker: warning: namespace %q has no workflows but Headstart's: if your workers run elsewhere, set -namespace, temporal.namespace or TEMPORAL_NAMESPACE to theirs\n", copts.Namespace)
+	}
+	cancel()
+	<-sdkworker.InterruptCh()
+	fmt.Fprintln(stdout, "headstart control worker: stopping")
+	return 0
+}
+
+// newShapers builds the shapers the file configures, by target kind, and
+// a function that closes them (stopping a worker pool's replicas).
+func newShapers(file *config.File, stdout io.Writer) (map[string]shapers.Shaper, func(), error) {
+	out := map[string]shapers.Shaper{}
+	var closers []shapers.Closer
+	closeAll := func() {
+		for _, c := range closers {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			_ = c.Close(ctx)
+			cancel()
+		}
+	}
+	if wp := file.Shapers.WorkerPool; wp != nil {
+		temporal := file.Temporal
+		s, err := workerpool.New(workerpool.Options{
+			Command:      func(queue string, concurrency int) *exec.Cmd { return wp.ReplicaCommand(temporal, queue, concurrency) },
+			Concurrency:  wp.Concurrency,
+			StartupDelay: wp.StartupDelay,
+			StopTimeout:  wp.StopTimeout,
+			Output:       stdout,
+		})
+		if err != nil {
+			return nil, closeAll, err
+		}
+		out[workerpool.Kind] = s
+		closers = append(closers, s)
+	}
+	if k := file.Shapers.Kubernetes; k != nil {
+		cfg, err := clientcmd.BuildConfigFromFlags("", k.Kubeconfig)
+		if err != nil {
+			return nil, closeAll, fmt.Errorf("kubernetes: %w", err)
+		}
+		cs, err := k8s.NewForConfig(cfg)
+		if err != nil {
+			return nil, closeAll, fmt.Errorf("kubernetes: %w", err)
+		}
+		ns := k.PlaceholderNamespace
+		if ns == "" {
+			ns = "default"
+		}
+		out[kubernetes.Kind] = kubernetes.New(cs, kubernetes.Options{Placeholders: kubernetes.Placeholders{Namespace: ns}})
+		fmt.Fprintf(stdout, "shaping Kubernetes Deployments through %s\n", cfg.Host)
+	}
+	return out, closeAll, nil
+}
+
+func serveMetrics(address string, registry *prometheus.Registry, stdout, stderr io.Writer) (func(), error) {
+	l, err := net.Listen("tcp", address)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			fmt.Fprintln(stderr, "headstart worker: metrics:", err)
+		}
+	}()
+	fmt.Fprintf(stdout, "serving control worker metrics at http://%s/metrics\n", l.Addr())
+	return func() { _ = srv.Close() }, nil
+}

@@ -1,0 +1,650 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/headstart-dev/headstart"
+	"github.com/headstart-dev/headstart/controlplane/activities"
+	"github.com/headstart-dev/headstart/controlplane/internal/details"
+	"github.com/headstart-dev/headstart/resources"
+	"github.com/headstart-dev/headstart/controlplane/shapers"
+)
+
+// StageTarget names the shaper target that replicates a stage.
+type StageTarget struct {
+	Stage  string
+	Target shapers.Target
+	// Queue is the task queue the stage's replicas poll. While the stage has
+	// replicas, the coordinator's routes send its activities there (see
+	// interceptors.SyncRoutes). If not set, the stage is replicated but not routed: its
+	// replicas poll the queue its activities are scheduled on.
+	Queue string `json:",omitempty"`
+	// Replication overrides Config.Replication for this stage.
+	Replication *ReplicationOptions `json:",omitempty"`
+}
+
+// Mode is what the coordinator does with its decisions.
+type Mode string
+
+// The coordinator's modes.
+const (
+	// ModePrefetch reserves, holds and shapes: the product's default.
+	ModePrefetch Mode = "prefetch"
+	// ModeDryRun asks each shaper to validate its actions and report what
+	// would change (shapers.Action.DryRun); nothing is reserved, held or
+	// changed, and no stage is routed.
+	ModeDryRun Mode = "dry-run"
+	// ModeForecastOnly decides and shows its decisions and planned replicas,
+	// and acts on none of them.
+	ModeForecastOnly Mode = "forecast-only"
+)
+
+// ErrInvalidConfig is wrapped by Config.Validate's errors.
+var ErrInvalidConfig = errors.New("invalid coordinator configuration")
+
+// Config is what an operator configures of a running coordinator;
+// the configure update (UpdateConfigure) replaces it as a whole.
+type Config struct {
+	// Mode of the coordinator. If not set, ModePrefetch.
+	Mode Mode `json:",omitempty"`
+	// LedgerWorkflowID of the pool prefetching reserves in.
+	LedgerWorkflowID string
+	// Pool the ledger holds.
+	Pool string
+	// Interval between decisions. If not set, 2 s.
+	Interval time.Duration
+	// Rule and Replication tune the decisions.
+	Rule        Rule
+	Replication ReplicationOptions
+	// Replicate lists the stages replicated ahead of demand, and how.
+	Replicate []StageTarget
+	// HoldWith is the kind of the shaper (a shapers.Reserver) that turns each
+	// reservation into held capacity — placeholder pods with the Kubernetes
+	// shaper — released with it. If not set, reservations live in the ledger only.
+	HoldWith string
+	// Measure, when set, measures the pool every tick before deciding: its
+	// capacity and what other work holds of it come from the platform
+	// through the ledger's measure update, so a reservation never promises
+	// room the platform does not have. If not set, the pool's capacity is
+	// the configured one and nothing else is counted as in use.
+	Measure *Measure `json:",omitempty"`
+}
+
+// Measure names the shaper (a shapers.CapacityReader) that measures the
+// coordinator's pool, and the pool's machines.
+type Measure struct {
+	// With is the kind of that shaper: "deployment" for the Kubernetes
+	// shaper (the nodes' allocatable minus other pods' requests).
+	With string
+	// Selector picks the pool's machines: a node label selector for
+	// Kubernetes. If not set, every machine.
+	Selector string `json:",omitempty"`
+}
+
+// Validate reports every setting no coordinator can run with: an error
+// wrapping ErrInvalidConfig and one *FieldError per setting.
+func (c Config) Validate() error {
+	if err := c.Check(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return nil
+}
+
+// Check is Validate without the ErrInvalidConfig wrapper: the joined
+// *headstart.FieldErrors, for a caller that reports them under its own
+// name (controlplane.Plane.Validate).
+func (c Config) Check() error {
+	var fs headstart.FieldErrors
+	switch c.Mode {
+	case "", ModePrefetch, ModeDryRun, ModeForecastOnly:
+	default:
+		fs.Add("mode", "%q is none of %s, %s, %s", c.Mode, ModePrefetch, ModeDryRun, ModeForecastOnly)
+	}
+	if c.Pool == "" {
+		fs.Add("pool", "not set")
+	}
+	if c.LedgerWorkflowID == "" {
+		fs.Add("ledger_workflow_id", "not set")
+	}
+	if c.Interval < 0 {
+		fs.Add("interval", "%v is negative", c.Interval)
+	}
+	if err := c.Rule.Validate(); err != nil {
+		fs = append(fs, err)
+	}
+	fs.Under("replication", c.Replication.Validate())
+	if c.Measure != nil && c.Measure.With == "" {
+		fs.Add("measure.with", "not set")
+	}
+	seen := map[string]bool{}
+	for i, r := range c.Replicate {
+		at := fmt.Sprintf("replicate[%d]", i)
+		switch {
+		case r.Stage == "":
+			fs.Add(at+".stage", "not set")
+		case seen[r.Stage]:
+			fs.Add(at+".stage", "%s is listed twice", r.Stage)
+		}
+		if r.Target.Kind == "" {
+			fs.Add(at+".target.kind", "not set")
+		}
+		if r.Target.Name == "" {
+			fs.Add(at+".target.name", "not set")
+		}
+		seen[r.Stage] = true
+		if r.Replication != nil {
+			fs.Under(at, r.Replication.Validate())
+		}
+	}
+	return fs.Err()
+}
+
+func (c Config) equal(o Config) bool {
+	if c.Mode != o.Mode || c.LedgerWorkflowID != o.LedgerWorkflowID || c.Pool != o.Pool || c.Interval != o.Interval ||
+		c.Rule != o.Rule || !c.Replication.equal(o.Replication) || c.HoldWith != o.HoldWith || len(c.Replicate) != len(o.Replicate) ||
+		(c.Measure == nil) != (o.Measure == nil) || (c.Measure != nil && *c.Measure != *o.Measure) {
+		return false
+	}
+	for i, r := range c.Replicate {
+		q := o.Replicate[i]
+		if r.Stage != q.Stage || r.Target != q.Target || r.Queue != q.Queue || (r.Replication == nil) != (q.Replication == nil) ||
+			(r.Replication != nil && !r.Replication.equal(*q.Replication)) {
+			return false
+		}
+	}
+	return true
+}
+
+func (o ReplicationOptions) equal(p ReplicationOptions) bool {
+	return slices.Equal(o.Levels, p.Levels) && o.PerReplica == p.PerReplica && o.ScaleDownAfter == p.ScaleDownAfter && o.ReleaseWhenIdle == p.ReleaseWhenIdle
+}
+
+func (c Config) withDefaults() Config {
+	if c.Mode == "" {
+		c.Mode = ModePrefetch
+	}
+	if c.Interval <= 0 {
+		c.Interval = 2 * time.Second
+	}
+	return c
+}
+
+// Input starts (or continues) a coordinator.
+type Input struct {
+	// Fleet whose forecaster the coordinator follows. If not set, "default".
+	Fleet string
+	Config
+	// MaxTicks before continuing as new. If not set, 1000.
+	MaxTicks int
+	// State carried by continue-as-new.
+	State State
+}
+
+// State is what the coordinator carries between runs.
+type State struct {
+	Held  map[string]string      // stage → the key of its prefetch reservation
+	Plans map[string]ReplicaPlan // stage → replicas planned
+	// Retiring are the stages whose replicas stop once their route has
+	// been withdrawn for RouteGrace, by stage.
+	Retiring map[string]Retiring `json:",omitempty"`
+}
+
+// Status is what the coordinator answers to headstart.QueryCoordinatorState:
+// its configuration as in force, and what it holds.
+type Status struct {
+	Config Config
+	State  State
+}
+
+// Retiring is a stage on its way to zero replicas: no longer replicated,
+// or planned down to none.
+type Retiring struct {
+	Target shapers.Target
+	Since  time.Time // when its route was withdrawn
+	Reason string    // why its replicas stop
+}
+
+// RouteGrace is how long a stage's route is withdrawn before its replicas
+// are stopped, so that workers syncing their routes (every second by
+// default) no longer send it tasks there.
+const RouteGrace = 5 * time.Second
+
+// ReconcileEvery is how many ticks pass between re-applications of every
+// replicated stage's plan, so that a target that lost its replicas (a
+// restarted control worker, a deleted Deployment) gets them back.
+const ReconcileEvery = 5
+
+// Snapshot is what the coordinator sees on each tick.
+type Snapshot struct {
+	Capacity, Free resources.Vector
+	// InUse is what other work holds of a measured pool, and Measured when
+	// it was measured (zero: the capacity is configured).
+	InUse    resources.Vector `json:",omitempty"`
+	Measured time.Time        `json:",omitempty"`
+	Upcoming []Upcoming
+	// Peak is each stage's predicted peak of concurrent tasks.
+	Peak map[string]float64
+}
+
+// SnapshotInput names what to look at.
+type SnapshotInput struct {
+	Fleet            string
+	LedgerWorkflowID string
+	// MinProbability of a run's next stage for it to count. If not set, 0.5.
+	MinProbability float64
+	// Horizon: a run counts towards a stage's peak when the stage is expected
+	// to start within it (the shaper's actuation time plus the lead); runs
+	// further off do not hold capacity yet. If not set, any time.
+	Horizon time.Duration
+}
+
+// Activities are the coordinator's read-only activities: register them on
+// the control worker (controlplane.Register does).
+type Activities struct{ Client client.Client }
+
+// Snapshot reads the forecaster's predictions and running instances and the
+// pool's status, and turns them into upcoming stages: for each stage, the
+// runs expected to start it next (weighted by probability), the earliest
+// expected start, and their combined need.
+func (a *Activities) Snapshot(ctx context.Context, in SnapshotInput) (Snapshot, error) {
+	fid := headstart.ForecasterWorkflowID(in.Fleet)
+	var preds []headstart.Prediction
+	var inst []headstart.InstanceForecast
+	for _, q := range []struct {
+		name string
+		out  any
+	}{{headstart.QueryPredictions, &preds}, {headstart.QueryInstances, &inst}} {
+		v, err := a.Client.QueryWorkflow(ctx, fid, "", q.name)
+		if err != nil {
+			return Snapshot{}, fmt.Errorf("query %s of %s: %w", q.name, fid, err)
+		}
+		if err := v.Get(q.out); err != nil {
+			return Snapshot{}, fmt.Errorf("decode %s: %w", q.name, err)
+		}
+	}
+	v, err := a.Client.QueryWorkflow(ctx, in.LedgerWorkflowID, "", headstart.QueryPool)
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("query pool of %s: %w", in.LedgerWorkflowID, err)
+	}
+	var pool headstart.PoolStatus
+	if err := v.Get(&pool); err != nil {
+		return Snapshot{}, fmt.Errorf("decode pool: %w", err)
+	}
+	return snapshotFrom(preds, inst, pool, in, time.Now()), nil
+}
+
+// snapshotFrom aggregates running instances into upcoming stages. A stage's
+// need and peak count tasks: each run contributes the stage's tasks per run
+// (its fan-out). Its peak counts the runs expected within the horizon and
+// those already in it (their tasks are queued or running) until they are
+// overdue by twice the stage's longest predicted duration.
+func snapshotFrom(preds []headstart.Prediction, inst []headstart.InstanceForecast, pool headstart.PoolStatus, in SnapshotInput, now time.Time) Snapshot {
+	if in.MinProbability <= 0 {
+		in.MinProbability = 0.5
+	}
+	byStage := map[string]headstart.Prediction{}
+	for _, p := range preds {
+		byStage[p.Stage] = p
+	}
+	tasks := func(stage string) float64 { return math.Max(byStage[stage].TasksPerRun, 1) }
+	type agg struct {
+		runs, maxP float64
+		start      time.Time
+	}
+	up := map[string]*agg{}
+	peak := map[string]float64{}
+	for _, f := range inst {
+		if d := byStage[f.Stage].Duration.Upper; len(f.Next) > 0 && now.Sub(f.Started).Seconds() <= 2*d+10 {
+			peak[f.Stage] += tasks(f.Stage)
+		}
+		for _, n := range f.Next {
+			if n.Probability < in.MinProbability {
+				continue
+			}
+			a := up[n.Stage]
+			if a == nil {
+				a = &agg{start: n.ExpectedAt}
+				up[n.Stage] = a
+			}
+			a.runs += n.Probability
+			a.maxP = math.Max(a.maxP, n.Probability)
+			if n.ExpectedAt.Before(a.start) {
+				a.start = n.ExpectedAt
+			}
+			if in.Horizon <= 0 || n.ExpectedAt.Sub(now) <= in.Horizon {
+				peak[n.Stage] += n.Probability * tasks(n.Stage)
+			}
+		}
+	}
+	s := Snapshot{Capacity: pool.Capacity, Free: pool.Free, InUse: pool.InUse, Measured: pool.Measured, Peak: map[string]float64{}}
+	for stage, a := range up {
+		p := byStage[stage]
+		per := resources.Vector{}.With(resources.CPU, p.CPU.Target).With(resources.Memory, p.Memory.Target)
+		n := math.Ceil(a.runs * tasks(stage))
+		s.Upcoming = append(s.Upcoming, Upcoming{Stage: stage, Start: a.start, Confidence: a.maxP * p.Confidence, Need: per.ClampZero().Scale(n), Tasks: int(n)})
+	}
+	for stage, n := range peak {
+		s.Peak[stage] = n
+	}
+	for _, p := range preds {
+		if peakOf(p) > s.Peak[p.Stage] {
+			s.Peak[p.Stage] = peakOf(p)
+		}
+	}
+	sort.Slice(s.Upcoming, func(i, j int) bool { return s.Upcoming[i].Stage < s.Upcoming[j].Stage })
+	return s
+}
+
+func peakOf(p headstart.Prediction) float64 {
+	if p.Demand == nil {
+		return 0
+	}
+	return p.Demand.PeakConcurrent
+}
+
+// Coordinator is the prefetch loop: every Interval it takes a snapshot of
+// the forecast and the pool, applies the prefetch rule (Decide) to each
+// upcoming stage and reserves what it says, releases reservations whose
+// stage is no longer upcoming, and plans the replicas of the stages it
+// replicates (PlanReplicas), shaping them when the plan changes and every
+// ReconcileEvery ticks. Asked to rebalance (UpdateRebalance), it migrates a
+// stage's replicas off a host; asked to configure (UpdateConfigure), it
+// takes a new Config. Its routes (QueryRoutes) tell workers where
+// replicated stages' activities go. Each action's activity carries the
+// summary a person reads in the Web UI.
+func Workflow(ctx workflow.Context, in Input) error {
+	if in.Fleet == "" {
+		in.Fleet = "default"
+	}
+	if in.MaxTicks <= 0 {
+		in.MaxTicks = 1000
+	}
+	st := in.State
+	if st.Held == nil {
+		st.Held = map[string]string{}
+	}
+	if st.Plans == nil {
+		st.Plans = map[string]ReplicaPlan{}
+	}
+	if st.Retiring == nil {
+		st.Retiring = map[string]Retiring{}
+	}
+	logger := workflow.GetLogger(ctx)
+	var ctl *Activities
+	var pf *activities.Prefetcher
+	var last []Decision
+	if err := workflow.SetQueryHandlerWithOptions(ctx, headstart.QueryDecisions, func() ([]Decision, error) { return last, nil },
+		workflow.QueryHandlerOptions{Description: "The last tick's decision for each upcoming stage, with its reason."}); err != nil {
+		return err
+	}
+	if err := workflow.SetQueryHandlerWithOptions(ctx, headstart.QueryCoordinatorState, func() (Status, error) { return Status{Config: in.Config.withDefaults(), State: st}, nil },
+		workflow.QueryHandlerOptions{Description: "Each stage's held reservation and planned replicas, and the stages on their way to none."}); err != nil {
+		return err
+	}
+	if err := workflow.SetQueryHandlerWithOptions(ctx, headstart.QueryRoutes, func() (map[string]string, error) { return routes(in.Config, st), nil },
+		workflow.QueryHandlerOptions{Description: "Stage → the task queue of its replicas, for workers to route the stage's activities to."}); err != nil {
+		return err
+	}
+	act := func(summary string) workflow.Context {
+		return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute, Summary: summary})
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, headstart.UpdateRebalance,
+		func(ctx workflow.Context, m shapers.Migration) (shapers.Moved, error) {
+			var moved shapers.Moved
+			err := workflow.ExecuteActivity(act(fmt.Sprintf("migrate %s off %s: %s", m.Target, m.From, m.Reason)), pf.Migrate, m).Get(ctx, &moved)
+			return moved, err
+		},
+		workflow.UpdateHandlerOptions{
+			Validator:   func(_ workflow.Context, m shapers.Migration) error { return m.Validate() },
+			Description: "Move a stage's replicas off a hot host, through its shaper (e.g. evictions within disruption budgets).",
+		}); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, headstart.UpdateConfigure,
+		func(ctx workflow.Context, c Config) (bool, error) {
+			if c.equal(in.Config) {
+				return false, nil
+			}
+			st = reconfigured(st, in.Config, c, workflow.Now(ctx))
+			in.Config = c
+			return true, nil
+		},
+		workflow.UpdateHandlerOptions{
+			Validator:   func(_ workflow.Context, c Config) error { return c.Validate() },
+			Description: "Replace the coordinator's configuration (mode, pool, rule, stages to replicate); completes with whether anything changed.",
+		}); err != nil {
+		return err
+	}
+	reconcile := workflow.GetVersion(ctx, "reconcile-replicas", workflow.DefaultVersion, 1) >= 1
+	for tick := 0; tick < in.MaxTicks; tick++ {
+		if err := workflow.Sleep(ctx, in.Config.withDefaults().Interval); err != nil {
+			return err
+		}
+		cfg := in.Config.withDefaults() // as configured when the tick starts
+		rule := cfg.Rule.withDefaults()
+		if cfg.Measure != nil && workflow.GetVersion(ctx, "measure-pool", workflow.DefaultVersion, 1) >= 1 {
+			m := activities.MeasureInput{Kind: cfg.Measure.With, Selector: cfg.Measure.Selector, LedgerWorkflowID: cfg.LedgerWorkflowID}
+			// Not retried: the next tick measures again, and until then the
+			// ledger keeps the last measurement.
+			once := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: 30 * time.Second,
+				RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1}, Summary: fmt.Sprintf("measure pool %s through %s", cfg.Pool, cfg.Measure.With)})
+			if err := workflow.ExecuteActivity(once, pf.Measure, m).Get(ctx, nil); err != nil {
+				logger.Warn("pool not measured this tick: deciding with its last measurement", "pool", cfg.Pool, "error", err)
+			}
+		}
+		var snap Snapshot
+		if err := workflow.ExecuteActivity(act("snapshot of forecast and pool"), ctl.Snapshot, SnapshotInput{Fleet: in.Fleet, LedgerWorkflowID: cfg.LedgerWorkflowID, Horizon: rule.ActuationTime + rule.Lead}).Get(ctx, &snap); err != nil {
+			logger.Warn("no snapshot this tick", "error", err)
+			continue
+		}
+		now := workflow.Now(ctx)
+		free := snap.Free
+		last = last[:0]
+		upcoming := map[string]bool{}
+		for _, u := range snap.Upcoming {
+			upcoming[u.Stage] = true
+			d := Decide(u, now, snap.Capacity, free, cfg.Rule)
+			last = append(last, d)
+			if d.Kind != DecideReserve && d.Kind != DecidePartial {
+				continue
+			}
+			if _, held := st.Held[u.Stage]; held || cfg.Mode != ModePrefetch {
+				continue
+			}
+			key := fmt.Sprintf("prefetch/%s/%d", u.Stage, u.Start.Unix())
+			req := headstart.ReserveRequest{Key: key, Pool: cfg.Pool, Stage: u.Stage, Resources: d.Amount, TTL: 10 * time.Minute, Soft: true}
+			var res headstart.ReserveResult
+			if err := workflow.ExecuteActivity(act(d.Summary), pf.Reserve, activities.ReserveInput{LedgerWorkflowID: cfg.LedgerWorkflowID, Request: req}).Get(ctx, &res); err != nil {
+				logger.Warn("reserve failed", "stage", u.Stage, "error", err)
+				continue
+			}
+			st.Held[u.Stage] = key
+			free = free.Sub(d.Amount).ClampZero()
+			if cfg.HoldWith != "" && !res.Reservation.Resources.IsZero() {
+				h := shapers.Hold{Key: key, Stage: u.Stage, Replicas: max(u.Tasks, 1)}
+				h.Resources = res.Reservation.Resources.Scale(1 / float64(h.Replicas))
+				summary := fmt.Sprintf("hold %s for %s as %d × %s", human(res.Reservation.Resources), u.Stage, h.Replicas, human(h.Resources))
+				if err := workflow.ExecuteActivity(act(summary), pf.Hold, activities.HoldInput{Kind: cfg.HoldWith, Hold: h}).Get(ctx, nil); err != nil {
+					logger.Warn("hold failed; the reservation stays in the ledger", "stage", u.Stage, "error", err)
+				}
+			}
+		}
+		// Release what is no longer upcoming: the stage started, or its prediction lapsed.
+		for _, stage := range sortedKeys(st.Held) {
+			if upcoming[stage] {
+				continue
+			}
+			key := st.Held[stage]
+			if cfg.HoldWith != "" {
+				if err := workflow.ExecuteActivity(act("release the hold "+key), pf.ReleaseHold,
+					activities.ReleaseHoldInput{Kind: cfg.HoldWith, Key: key}).Get(ctx, nil); err != nil {
+					logger.Warn("release of the hold failed", "stage", stage, "error", err)
+					continue
+				}
+			}
+			if err := workflow.ExecuteActivity(act("release "+key+": "+stage+" is no longer upcoming"), pf.Release,
+				activities.ReleaseInput{LedgerWorkflowID: cfg.LedgerWorkflowID, Key: key}).Get(ctx, nil); err != nil {
+				logger.Warn("release failed", "stage", stage, "error", err)
+				continue
+			}
+			delete(st.Held, stage)
+		}
+		again := reconcile && tick%ReconcileEvery == ReconcileEvery-1
+		for _, r := range cfg.Replicate {
+			opts := cfg.Replication
+			if r.Replication != nil {
+				opts = *r.Replication
+			}
+			prev := st.Plans[r.Stage]
+			plan, reason := PlanReplicas(prev, snap.Peak[r.Stage], now, opts)
+			if plan.Replicas == 0 && prev.Replicas > 0 && r.Queue != "" && cfg.Mode == ModePrefetch {
+				// Withdraw the route now; its replicas stop RouteGrace later, below.
+				if _, retiring := st.Retiring[r.Stage]; !retiring {
+					st.Retiring[r.Stage] = Retiring{Target: r.Target, Since: now, Reason: reason}
+				}
+				continue
+			}
+			delete(st.Retiring, r.Stage)
+			if plan.Replicas != prev.Replicas || (again && cfg.Mode == ModePrefetch) {
+				if plan.Replicas == prev.Replicas {
+					reason = fmt.Sprintf("reconcile: %s", reason)
+				}
+				a := shapers.Action{Target: r.Target, Desired: shapers.Desired{Replicas: shapers.Int(plan.Replicas)}, Reason: reason, DryRun: cfg.Mode == ModeDryRun}
+				summary := fmt.Sprintf("replicate %s ×%d: %s", r.Stage, plan.Replicas, reason)
+				if a.DryRun {
+					summary = "dry run: " + summary
+				}
+				if cfg.Mode != ModeForecastOnly {
+					if err := workflow.ExecuteActivity(act(summary), pf.Shape, a).Get(ctx, nil); err != nil {
+						logger.Warn("shape failed", "stage", r.Stage, "error", err)
+						continue
+					}
+				}
+			}
+			st.Plans[r.Stage] = plan
+		}
+		// Retiring stages: stop their replicas once their route has been withdrawn for RouteGrace.
+		for _, stage := range sortedKeys(st.Retiring) {
+			r := st.Retiring[stage]
+			if now.Sub(r.Since) < RouteGrace {
+				continue
+			}
+			if cfg.Mode == ModePrefetch {
+				a := shapers.Action{Target: r.Target, Desired: shapers.Desired{Replicas: shapers.Int(0)}, Reason: r.Reason}
+				if err := workflow.ExecuteActivity(act(fmt.Sprintf("replicate %s ×0: %s", stage, a.Reason)), pf.Shape, a).Get(ctx, nil); err != nil {
+					logger.Warn("shape failed", "stage", stage, "error", err)
+					continue
+				}
+			}
+			delete(st.Retiring, stage)
+			if replicated(cfg, stage) {
+				st.Plans[stage] = ReplicaPlan{}
+			} else {
+				delete(st.Plans, stage)
+			}
+		}
+		workflow.SetCurrentDetails(ctx, coordinatorDetails(cfg, snap, last, st))
+		if workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+			break
+		}
+	}
+	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+		return err
+	}
+	in.State = st
+	return workflow.NewContinueAsNewError(ctx, headstart.CoordinatorWorkflowName, in)
+}
+
+// replicated reports whether cfg replicates stage.
+func replicated(cfg Config, stage string) bool {
+	for _, r := range cfg.Replicate {
+		if r.Stage == stage {
+			return true
+		}
+	}
+	return false
+}
+
+// routes are the stages workers send to their replicas: those replicated
+// with a queue, planned with replicas and not retiring, in prefetch mode.
+func routes(cfg Config, st State) map[string]string {
+	out := map[string]string{}
+	if cfg.withDefaults().Mode != ModePrefetch {
+		return out
+	}
+	for _, r := range cfg.Replicate {
+		if _, retiring := st.Retiring[r.Stage]; r.Queue != "" && !retiring && st.Plans[r.Stage].Replicas > 0 {
+			out[r.Stage] = r.Queue
+		}
+	}
+	return out
+}
+
+// reconfigured is the state after the configuration changes from old to
+// next at now: stages no longer replicated retire (their route goes at
+// once, their replicas after RouteGrace), and a switch into prefetch mode
+// forgets the plans made without acting, so the next tick applies them.
+func reconfigured(st State, old, next Config, now time.Time) State {
+	for _, r := range old.Replicate {
+		if !replicated(next, r.Stage) && st.Plans[r.Stage].Replicas > 0 {
+			st.Retiring[r.Stage] = Retiring{Target: r.Target, Since: now, Reason: r.Stage + " is no longer replicated"}
+		}
+	}
+	if next.withDefaults().Mode == ModePrefetch && old.withDefaults().Mode != ModePrefetch {
+		for _, stage := range sortedKeys(st.Plans) {
+			if _, retiring := st.Retiring[stage]; !retiring {
+				delete(st.Plans, stage)
+			}
+		}
+	}
+	return st
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	//workflowcheck:ignore collected, then sorted
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// coordinatorDetails is the Markdown the Web UI shows: decisions first.
+//
+//workflowcheck:ignore fmt formats strings and numbers here, deterministically
+func coordinatorDetails(cfg Config, snap Snapshot, ds []Decision, st State) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "**Headstart coordinator** (%s)\n\n", cfg.Mode)
+	fmt.Fprintf(&b, "Pool %s: capacity %s, free %s", cfg.Pool, human(snap.Capacity), human(snap.Free))
+	if !snap.Measured.IsZero() {
+		fmt.Fprintf(&b, "; other work holds %s (measured %s)", human(snap.InUse), snap.Measured.UTC().Format(time.TimeOnly))
+	}
+	b.WriteString("\n\n| stage | decision | amount | reason |\n|---|---|---|---|\n")
+	for _, d := range ds {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", details.Short(d.Stage), d.Kind, human(d.Amount), d.Reason)
+	}
+	b.WriteString("\n| stage | held reservation | replicas |\n|---|---|---|\n")
+	stages := map[string]bool{}
+	for s := range st.Held { //workflowcheck:ignore collected, then sorted
+		stages[s] = true
+	}
+	for s := range st.Plans { //workflowcheck:ignore collected, then sorted
+		stages[s] = true
+	}
+	for _, s := range sortedKeys(stages) {
+		fmt.Fprintf(&b, "| %s | %s | %d |\n", details.Short(s), st.Held[s], st.Plans[s].Replicas)
+	}
+	return b.String()
+}
