@@ -24,10 +24,7 @@ import (
 func runStatus(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "the configuration file of headstart worker: its connection, fleet and pools")
-	address := fs.String("address", client.DefaultHostPort, "Temporal frontend host:port (overrides temporal.address and TEMPORAL_ADDRESS)")
-	namespace := fs.String("namespace", client.DefaultNamespace, "Temporal namespace (overrides temporal.namespace and TEMPORAL_NAMESPACE)")
-	profile := fs.String("profile", "", "profile of Temporal's client configuration file")
+	ff := addFileFlags(fs, "the configuration file of headstart worker: its connection, fleet and pools")
 	fleet := fs.String("fleet", headstart.DefaultFleet, "the fleet (overrides fleet)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -36,25 +33,14 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "headstart status:", err)
 		return 1
 	}
-	file, err := config.Parse("flags", nil)
-	if *configPath != "" {
-		file, err = config.Load(*configPath)
-	}
-	if err != nil {
-		return fail(err)
-	}
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "address":
-			file.Temporal.Address = *address
-		case "namespace":
-			file.Temporal.Namespace = *namespace
-		case "profile":
-			file.Temporal.Profile = *profile
-		case "fleet":
+	file, err := ff.load(fs, func(f *flag.Flag, file *config.File) {
+		if f.Name == "fleet" {
 			file.Fleet = *fleet
 		}
 	})
+	if err != nil {
+		return fail(err)
+	}
 	copts, err := file.Temporal.ClientOptions()
 	if err != nil {
 		return fail(err)

@@ -21,8 +21,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/headstart-dev/headstart"
-	"github.com/headstart-dev/headstart/controlplane/config"
 	"github.com/headstart-dev/headstart/controlplane"
+	"github.com/headstart-dev/headstart/controlplane/config"
 	"github.com/headstart-dev/headstart/controlplane/shapers"
 	"github.com/headstart-dev/headstart/controlplane/shapers/kubernetes"
 	"github.com/headstart-dev/headstart/controlplane/shapers/workerpool"
@@ -31,10 +31,7 @@ import (
 func runWorker(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "the configuration file (see headstart.example.yaml); empty: forecasting only, with the defaults")
-	address := fs.String("address", client.DefaultHostPort, "Temporal frontend host:port (overrides temporal.address and TEMPORAL_ADDRESS)")
-	namespace := fs.String("namespace", client.DefaultNamespace, "Temporal namespace (overrides temporal.namespace and TEMPORAL_NAMESPACE)")
-	profile := fs.String("profile", "", "profile of Temporal's client configuration file (overrides temporal.profile and TEMPORAL_PROFILE)")
+	ff := addFileFlags(fs, "the configuration file (see headstart.example.yaml); empty: forecasting only, with the defaults")
 	taskQueue := fs.String("task-queue", headstart.TaskQueue, "the control plane's task queue (overrides task_queue)")
 	metricsAddress := fs.String("metrics-address", "", "where to serve the control worker's /metrics (overrides metrics_address); empty: nowhere")
 	onKubernetes := fs.Bool("kubernetes", false, "shape stage Deployments, in-cluster or with --kubeconfig (as shapers.kubernetes)")
@@ -47,24 +44,8 @@ func runWorker(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	// Configuration errors first, before connecting anywhere.
-	var file *config.File
-	var err error
-	if *configPath != "" {
-		file, err = config.Load(*configPath)
-	} else {
-		file, err = config.Parse("flags", nil)
-	}
-	if err != nil {
-		return fail(err)
-	}
-	fs.Visit(func(f *flag.Flag) {
+	file, err := ff.load(fs, func(f *flag.Flag, file *config.File) {
 		switch f.Name {
-		case "address":
-			file.Temporal.Address = *address
-		case "namespace":
-			file.Temporal.Namespace = *namespace
-		case "profile":
-			file.Temporal.Profile = *profile
 		case "task-queue":
 			file.TaskQueue = *taskQueue
 		case "metrics-address":
@@ -78,6 +59,9 @@ func runWorker(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	})
+	if err != nil {
+		return fail(err)
+	}
 	copts, err := file.Temporal.ClientOptions()
 	if err != nil {
 		return fail(err)
