@@ -110,6 +110,21 @@ $(TOOLS)/workflowcheck:
 clean: ## remove make run's state (.run/); the tool cache stays
 	rm -rf .run
 
+# Every parser, decoder and update validator, as folder:package:target.
+FUZZ_TARGETS := .:.:FuzzObservationBatch .:./resources:FuzzParseQuantity .:./resources:FuzzParse \
+	$(CP):./internal/traces:FuzzReadNextflow $(CP):./internal/traces:FuzzReadWfCommons \
+	$(CP):./forecasting:FuzzRestoreHeadstart $(CP):./forecaster:FuzzRestoreState $(CP):./config:FuzzParse \
+	$(CP):./ledger:FuzzLedgerUpdates $(CP):./coordinator:FuzzConfigure $(CP):./coordinator:FuzzRebalance
+FUZZTIME ?= 5m
+
+.PHONY: fuzz
+fuzz: ## fuzz every parser, decoder and update validator for FUZZTIME each (default 5m); what fails lands in the package's testdata/fuzz
+	@for t in $(FUZZ_TARGETS); do \
+		dir=$${t%%:*}; rest=$${t#*:}; pkg=$${rest%%:*}; name=$${rest#*:}; \
+		out=$$(cd $$dir && $(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg 2>&1) || { echo "$$out" | tail -30; echo "fuzz $$name FAILED"; exit 1; }; \
+		echo "fuzz $$pkg $$name execs=$$(echo "$$out" | sed -n 's/.*execs: \([0-9]*\).*/\1/p' | tail -1)"; \
+	done
+
 .PHONY: bench-profiler
 bench-profiler: ## profiler overhead per activity vs none and OpenTelemetry tracing
 	cd $(CP) && $(GO) test -run '^$$' -bench 'BenchmarkActivityOverhead' -benchmem -benchtime 5000x -count 12 ./internal/benchprofiler/ \

@@ -243,6 +243,27 @@ type checkpointData struct {
 	Shed, ShedBatches int64 `json:",omitempty"`
 }
 
+// check rejects a checkpoint whose entries are missing: state that would
+// fail later, far from where it came in.
+func (d checkpointData) check() error {
+	for k, f := range d.Feedback {
+		if f == nil {
+			return fmt.Errorf("feedback of %q is empty", k)
+		}
+	}
+	for k, r := range d.Instances {
+		if r == nil {
+			return fmt.Errorf("run %q is empty", k)
+		}
+	}
+	for k, a := range d.Arrivals {
+		if a == nil {
+			return fmt.Errorf("arrivals of %q are empty", k)
+		}
+	}
+	return nil
+}
+
 // checkpoint serialises the state as gzipped JSON (which sorts map keys, so
 // the bytes are deterministic; the sizer writes its stages sorted).
 //
@@ -272,11 +293,14 @@ func (s *forecasterState) checkpoint() ([]byte, error) {
 func restoreState(b []byte) (*forecasterState, error) {
 	zr, err := gzip.NewReader(bytes.NewReader(b))
 	if err != nil {
-		return nil, fmt.Errorf("restore forecaster: %w", err)
+		return nil, fmt.Errorf("restore forecaster: %w: %v", forecasting.ErrCheckpoint, err)
 	}
 	var d checkpointData
 	if err := json.NewDecoder(io.LimitReader(zr, 512<<20)).Decode(&d); err != nil {
-		return nil, fmt.Errorf("restore forecaster: %w", err)
+		return nil, fmt.Errorf("restore forecaster: %w: %v", forecasting.ErrCheckpoint, err)
+	}
+	if err := d.check(); err != nil {
+		return nil, fmt.Errorf("restore forecaster: %w: %v", forecasting.ErrCheckpoint, err)
 	}
 	sizer, err := forecasting.RestoreHeadstart(d.Sizer)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"sort"
 )
 
@@ -118,6 +119,9 @@ func RestoreHeadstart(b []byte) (*Headstart, error) {
 	if s.Version != checkpointVersion {
 		return nil, fmt.Errorf("%w: version %d, this build reads %d", ErrCheckpoint, s.Version, checkpointVersion)
 	}
+	if err := s.check(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCheckpoint, err)
+	}
 	h := NewHeadstart(s.Opts)
 	h.opts.Fallback.maxSeen = s.MaxSeen
 	h.seq = s.Seq
@@ -150,4 +154,54 @@ func RestoreHeadstart(b []byte) (*Headstart, error) {
 		h.stages[name] = st
 	}
 	return h, nil
+}
+
+// maxCheckpointWindow bounds the window a checkpoint may ask for.
+const maxCheckpointWindow = 100000
+
+// check rejects what no sizer writes: options out of range and figures
+// that are not finite, which would otherwise turn up as NaN predictions or
+// as searches that do not end.
+func (s headstartState) check() error {
+	o := s.Opts
+	finite := func(xs ...float64) bool {
+		for _, x := range xs {
+			if math.IsNaN(x) || math.IsInf(x, 0) {
+				return false
+			}
+		}
+		return true
+	}
+	switch {
+	case !finite(o.Quantile, o.Margin, o.RateQuantile, o.Fallback.Margin, o.Fallback.Default, s.MaxSeen):
+		return fmt.Errorf("options or largest peak not finite")
+	case o.Window < 0 || o.Window > maxCheckpointWindow, o.MinHistory < 0 || o.MinHistory > maxCheckpointWindow:
+		return fmt.Errorf("window %d, min history %d", o.Window, o.MinHistory)
+	case o.MaxStages < 0 || len(s.Stages) > max(o.MaxStages, 1000):
+		return fmt.Errorf("%d stages, at most %d", len(s.Stages), o.MaxStages)
+	}
+	for _, st := range s.Stages {
+		ok := finite(st.MaxMem, st.Alpha, st.First)
+		for _, v := range st.X {
+			ok = ok && finite(float64(v))
+		}
+		for r := range st.Y {
+			for _, v := range st.Y[r] {
+				ok = ok && !math.IsInf(float64(v), 0) // NaN: not measured for that task
+			}
+			ok = ok && finite(st.Errs[r].Up, st.Errs[r].Down, st.Errs[r].N, st.Slope[r][0], st.Slope[r][1]) && st.Errs[r].N >= 0 && st.Slope[r][1] >= 0
+			for m := range st.Score[r] {
+				ok = ok && finite(st.Score[r][m])
+			}
+		}
+		for m := range st.Res {
+			for _, v := range st.Res[m] {
+				ok = ok && finite(float64(v))
+			}
+		}
+		if !ok {
+			return fmt.Errorf("stage %s has figures that are not finite", st.Name)
+		}
+	}
+	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -199,7 +200,7 @@ func StageOf(name string) string { return stageSuffix.ReplaceAllString(name, "")
 func ReadWfCommons(r io.Reader, name string) (*Trace, error) {
 	var wf wfFormat
 	if err := json.NewDecoder(r).Decode(&wf); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrFormat, err)
+		return nil, fmt.Errorf("%w: %s", ErrFormat, jsonProblem(err))
 	}
 	spec := wf.Workflow.Specification
 	if len(spec.Tasks) == 0 {
@@ -340,3 +341,40 @@ type exec struct {
 }
 
 func (e exec) runtimeSeconds() float64 { return e.runtime }
+
+// jsonProblem says what is wrong with a JSON document in its own terms: the
+// field and what it holds, not the Go types it was decoded into.
+func jsonProblem(err error) string {
+	var typ *json.UnmarshalTypeError
+	var syn *json.SyntaxError
+	switch {
+	case errors.As(err, &typ):
+		field := typ.Field
+		if field == "" {
+			field = "the document"
+		}
+		return fmt.Sprintf("%s: a JSON %s where %s belongs", field, typ.Value, jsonKind(typ.Type))
+	case errors.As(err, &syn):
+		return fmt.Sprintf("not JSON at byte %d: %v", syn.Offset, syn)
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return "the JSON ends early"
+	}
+	return err.Error()
+}
+
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.String:
+		return "text"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	default:
+		return "a number"
+	}
+}
