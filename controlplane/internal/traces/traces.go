@@ -102,6 +102,9 @@ func ReadNextflow(r io.Reader, name string) (*Trace, error) {
 			tr.Skipped++
 			continue
 		}
+		if p := get("process"); p == "" || p == "-" {
+			return nil, fmt.Errorf("%w: line %d: a completed task without a process", ErrFormat, line)
+		}
 		num := func(c string) (float64, bool, error) {
 			v := get(c)
 			if v == "-" || v == "" {
@@ -225,6 +228,9 @@ func ReadWfCommons(r io.Reader, name string) (*Trace, error) {
 	epoch := time.Unix(0, 0)
 	tr := &Trace{Name: name, Format: "wfcommons"}
 	for _, t := range spec.Tasks {
+		if StageOf(t.Name) == "" {
+			return nil, fmt.Errorf("%w: task %q has no name", ErrFormat, t.ID)
+		}
 		e, ok := execs[t.ID]
 		if !ok || e.memory == nil || *e.memory <= 0 {
 			tr.Skipped++
