@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -13,28 +12,11 @@ import (
 	"github.com/headstart-dev/headstart"
 	"github.com/headstart-dev/headstart/controlplane"
 	"github.com/headstart-dev/headstart/controlplane/coordinator"
+	"github.com/headstart-dev/headstart/controlplane/internal/synthetic"
 	"github.com/headstart-dev/headstart/interceptors"
 	"github.com/headstart-dev/headstart/internal/temporaltest"
 	"github.com/headstart-dev/headstart/resources"
 )
-
-// observations of runs through two stages, W/extract then W/train.
-func observations(runs int) headstart.Batch {
-	var b headstart.Batch
-	t0 := time.Now().Add(-time.Hour)
-	for r := range runs {
-		at := t0.Add(time.Duration(r) * time.Minute)
-		for i, stage := range []string{"extract", "train"} {
-			start := at.Add(time.Duration(i) * 10 * time.Second)
-			b.Observations = append(b.Observations, headstart.Observation{
-				Stage: "W/" + stage, WorkflowType: "W", ActivityType: stage, RunID: fmt.Sprintf("run-%d", r), Attempt: 1,
-				Scheduled: start, Started: start, Wall: 5 * time.Second, CPUSeconds: 4, PeakMemoryBytes: float64((100 + 100*i) << 20),
-				Outcome: headstart.OutcomeOK,
-			})
-		}
-	}
-	return b
-}
 
 // TestStatusPrintsTheControlPlane: headstart status prints the forecaster's
 // predictions, the coordinator's mode and pool, and the pool's capacity, as
@@ -62,7 +44,7 @@ func TestStatusPrintsTheControlPlane(t *testing.T) {
 		}
 	}()
 	send := interceptors.ForecasterSender(c, interceptors.SenderOptions{Fleet: fleet, TaskQueue: opts.TaskQueue})
-	require.NoError(t, send(ctx, observations(5)))
+	require.NoError(t, send(ctx, synthetic.RunsThrough(5, time.Now())))
 
 	var out, errOut bytes.Buffer
 	require.Eventually(t, func() bool {

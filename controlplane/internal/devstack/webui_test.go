@@ -12,30 +12,12 @@ import (
 	"github.com/headstart-dev/headstart"
 	"github.com/headstart-dev/headstart/controlplane"
 	"github.com/headstart-dev/headstart/controlplane/coordinator"
-	"github.com/headstart-dev/headstart/interceptors"
 	"github.com/headstart-dev/headstart/controlplane/internal/browsertest"
+	"github.com/headstart-dev/headstart/controlplane/internal/synthetic"
+	"github.com/headstart-dev/headstart/interceptors"
 	"github.com/headstart-dev/headstart/internal/temporaltest"
 	"github.com/headstart-dev/headstart/resources"
 )
-
-// runsThrough is a batch of finished runs of W through extract then train,
-// and one run that has just started extract: train comes next.
-func runsThrough(n int, now time.Time) headstart.Batch {
-	var b headstart.Batch
-	for r := range n {
-		at := now.Add(-time.Hour + time.Duration(r)*time.Minute)
-		for i, stage := range []string{"extract", "train"} {
-			start := at.Add(time.Duration(i) * 10 * time.Second)
-			b.Observations = append(b.Observations, headstart.Observation{
-				Stage: "W/" + stage, WorkflowType: "W", ActivityType: stage, RunID: fmt.Sprintf("run-%d", r), Attempt: 1,
-				Scheduled: start, Started: start, Wall: 5 * time.Second, CPUSeconds: 4, PeakMemoryBytes: float64((100 + 100*i) << 20),
-				Outcome: headstart.OutcomeOK,
-			})
-		}
-	}
-	b.Starts = append(b.Starts, headstart.StageStart{Stage: "W/extract", WorkflowType: "W", ActivityType: "extract", RunID: "live", Attempt: 1, Scheduled: now, Started: now})
-	return b
-}
 
 // TestTheWebUIShowsTheForecastAndTheDecisions opens the Web UI in headless
 // Chromium, as a person would, and checks that the forecaster's and the
@@ -62,7 +44,7 @@ func TestTheWebUIShowsTheForecastAndTheDecisions(t *testing.T) {
 	started, err := plane.Start(ctx, c)
 	require.NoError(t, err)
 	send := interceptors.ForecasterSender(c, interceptors.SenderOptions{Fleet: fleet})
-	require.NoError(t, send(ctx, runsThrough(6, time.Now())))
+	require.NoError(t, send(ctx, synthetic.RunsThrough(6, time.Now())))
 	require.Eventually(t, func() bool {
 		v, err := c.QueryWorkflow(ctx, headstart.CoordinatorWorkflowID(fleet), "", headstart.QueryDecisions)
 		var ds []coordinator.Decision
