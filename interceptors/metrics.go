@@ -118,7 +118,9 @@ func (m *profilerMetrics) stage(stage string) *stageMetrics {
 		}
 		m.byLabel[l] = sm
 	}
-	m.stages[stage] = sm
+	if l == stage { // stages folded into "other" are not remembered one by one: there may be any number
+		m.stages[stage] = sm
+	}
 	return sm
 }
 

@@ -116,6 +116,31 @@ func (s *forecasterState) ingest(batch []headstart.Observation, now time.Time) {
 		s.current[o.Stage] = z
 		s.past[o.Stage] = forecasting.AppendDated(s.past[o.Stage], forecasting.Dated(now, z))
 	}
+	s.bound()
+}
+
+// bound keeps the per-stage state within MaxStages: past it, the stages
+// the sizer has forgotten (the least recently observed) leave every
+// per-stage map too, however many distinct stages arrive.
+func (s *forecasterState) bound() {
+	if len(s.current) <= s.opts.MaxStages && len(s.workflows) <= 2*s.opts.MaxStages {
+		return
+	}
+	//workflowcheck:ignore deleting a set of keys: the result does not depend on the order
+	for stage := range s.current {
+		if !s.sizer.Knows(stage) {
+			delete(s.current, stage)
+			delete(s.past, stage)
+			delete(s.feedback, stage)
+			delete(s.demand, stage)
+		}
+	}
+	//workflowcheck:ignore deleting a set of keys: the result does not depend on the order
+	for stage := range s.workflows {
+		if _, ok := s.current[stage]; !ok && s.profiles.Get(stage) == nil {
+			delete(s.workflows, stage)
+		}
+	}
 }
 
 // starts records where runs are from their stages' start events.
@@ -128,6 +153,7 @@ func (s *forecasterState) starts(ss []headstart.StageStart, now time.Time) {
 		s.workflows[st.Stage] = st.WorkflowType
 		s.track(headstart.Observation{Stage: st.Stage, WorkflowType: st.WorkflowType, RunID: st.RunID, Started: st.Started}, now)
 	}
+	s.bound()
 }
 
 // score compares an observation with the prediction in force for its

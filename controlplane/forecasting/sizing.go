@@ -768,3 +768,10 @@ func appendWindow(xs []float64, x float64, window int) []float64 {
 // Forget drops a stage's history, so it is refitted from the tasks that
 // come next (the feedback loop calls it when a stage's errors drift).
 func (h *Headstart) Forget(stage string) { h.drop(stage) }
+
+// Knows reports whether the sizer holds a stage's history: it forgets the
+// least recently observed past MaxStages.
+func (h *Headstart) Knows(stage string) bool {
+	_, ok := h.stages[stage]
+	return ok
+}
