@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/headstart-dev/headstart"
+	"github.com/headstart-dev/headstart/controlplane/activities"
 )
 
 // Predictions queries the fleet's forecaster for every stage's prediction.
@@ -15,15 +16,7 @@ func Predictions(ctx context.Context, c client.Client, fleet string) ([]headstar
 	if fleet == "" {
 		fleet = headstart.DefaultFleet
 	}
-	v, err := c.QueryWorkflow(ctx, headstart.ForecasterWorkflowID(fleet), "", headstart.QueryPredictions)
-	if err != nil {
-		return nil, fmt.Errorf("query %s: %w", headstart.ForecasterWorkflowID(fleet), err)
-	}
-	var out []headstart.Prediction
-	if err := v.Get(&out); err != nil {
-		return nil, fmt.Errorf("decode predictions: %w", err)
-	}
-	return out, nil
+	return activities.Query[[]headstart.Prediction](ctx, c, headstart.ForecasterWorkflowID(fleet), headstart.QueryPredictions)
 }
 
 // HasUserWorkflows reports whether the client's namespace holds any

@@ -165,13 +165,9 @@ func startOrAttach(ctx context.Context, c client.Client, id, queue, workflowType
 
 // setCapacity sets a running ledger's capacity when it differs.
 func setCapacity(ctx context.Context, c client.Client, id string, capacity resources.Vector) (bool, error) {
-	v, err := c.QueryWorkflow(ctx, id, "", headstart.QueryPool)
+	pool, err := activities.Query[headstart.PoolStatus](ctx, c, id, headstart.QueryPool)
 	if err != nil {
-		return false, fmt.Errorf("query pool of %s: %w", id, err)
-	}
-	var pool headstart.PoolStatus
-	if err := v.Get(&pool); err != nil {
-		return false, fmt.Errorf("decode pool of %s: %w", id, err)
+		return false, err
 	}
 	if pool.Capacity == capacity {
 		return false, nil

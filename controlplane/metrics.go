@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/headstart-dev/headstart"
+	"github.com/headstart-dev/headstart/controlplane/activities"
 )
 
 // StatusMetrics export the forecaster's headline figures — items taken in
@@ -63,14 +64,9 @@ func (m *StatusMetrics) Follow(ctx context.Context, c client.Client, fleet strin
 func (m *StatusMetrics) update(ctx context.Context, c client.Client, fleet string) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	id := headstart.ForecasterWorkflowID(fleet)
-	v, err := c.QueryWorkflow(ctx, id, "", headstart.QueryStatus)
+	st, err := activities.Query[headstart.ForecasterStatus](ctx, c, headstart.ForecasterWorkflowID(fleet), headstart.QueryStatus)
 	if err != nil {
-		return fmt.Errorf("query status of %s: %w", id, err)
-	}
-	var st headstart.ForecasterStatus
-	if err := v.Get(&st); err != nil {
-		return fmt.Errorf("decode status of %s: %w", id, err)
+		return err
 	}
 	m.observed.Set(float64(st.Observed))
 	m.rejected.Set(float64(st.Rejected))

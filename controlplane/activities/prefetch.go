@@ -71,6 +71,21 @@ func Update(ctx context.Context, c client.Client, id, name string, arg, result a
 	return nil
 }
 
+// Query runs the query name on the workflow id (its current run) and
+// decodes its answer. Errors name the query and the workflow, and wrap the
+// client's.
+func Query[T any](ctx context.Context, c client.Client, id, name string) (T, error) {
+	var out T
+	v, err := c.QueryWorkflow(ctx, id, "", name)
+	if err != nil {
+		return out, fmt.Errorf("query %s of %s: %w", name, id, err)
+	}
+	if err := v.Get(&out); err != nil {
+		return out, fmt.Errorf("decode %s of %s: %w", name, id, err)
+	}
+	return out, nil
+}
+
 // Shape applies an action through the shaper of its target's kind. Invalid
 // actions and unknown kinds fail without retries (types InvalidAction and
 // UnknownTarget).

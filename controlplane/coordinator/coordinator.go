@@ -17,8 +17,8 @@ import (
 	"github.com/headstart-dev/headstart"
 	"github.com/headstart-dev/headstart/controlplane/activities"
 	"github.com/headstart-dev/headstart/controlplane/internal/details"
-	"github.com/headstart-dev/headstart/resources"
 	"github.com/headstart-dev/headstart/controlplane/shapers"
+	"github.com/headstart-dev/headstart/resources"
 )
 
 // StageTarget names the shaper target that replicates a stage.
@@ -259,27 +259,17 @@ type Activities struct{ Client client.Client }
 // expected start, and their combined need.
 func (a *Activities) Snapshot(ctx context.Context, in SnapshotInput) (Snapshot, error) {
 	fid := headstart.ForecasterWorkflowID(in.Fleet)
-	var preds []headstart.Prediction
-	var inst []headstart.InstanceForecast
-	for _, q := range []struct {
-		name string
-		out  any
-	}{{headstart.QueryPredictions, &preds}, {headstart.QueryInstances, &inst}} {
-		v, err := a.Client.QueryWorkflow(ctx, fid, "", q.name)
-		if err != nil {
-			return Snapshot{}, fmt.Errorf("query %s of %s: %w", q.name, fid, err)
-		}
-		if err := v.Get(q.out); err != nil {
-			return Snapshot{}, fmt.Errorf("decode %s: %w", q.name, err)
-		}
-	}
-	v, err := a.Client.QueryWorkflow(ctx, in.LedgerWorkflowID, "", headstart.QueryPool)
+	preds, err := activities.Query[[]headstart.Prediction](ctx, a.Client, fid, headstart.QueryPredictions)
 	if err != nil {
-		return Snapshot{}, fmt.Errorf("query pool of %s: %w", in.LedgerWorkflowID, err)
+		return Snapshot{}, err
 	}
-	var pool headstart.PoolStatus
-	if err := v.Get(&pool); err != nil {
-		return Snapshot{}, fmt.Errorf("decode pool: %w", err)
+	inst, err := activities.Query[[]headstart.InstanceForecast](ctx, a.Client, fid, headstart.QueryInstances)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	pool, err := activities.Query[headstart.PoolStatus](ctx, a.Client, in.LedgerWorkflowID, headstart.QueryPool)
+	if err != nil {
+		return Snapshot{}, err
 	}
 	return snapshotFrom(preds, inst, pool, in, time.Now()), nil
 }

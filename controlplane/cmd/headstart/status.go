@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -13,6 +14,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/headstart-dev/headstart"
+	"github.com/headstart-dev/headstart/controlplane/activities"
 	"github.com/headstart-dev/headstart/controlplane/config"
 	"github.com/headstart-dev/headstart/controlplane/coordinator"
 	"github.com/headstart-dev/headstart/resources"
@@ -60,16 +62,6 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// query asks a workflow one query; a workflow that does not run is reported, not fatal.
-func query[T any](ctx context.Context, c client.Client, id, name string) (T, error) {
-	var out T
-	v, err := c.QueryWorkflow(ctx, id, "", name)
-	if err != nil {
-		return out, err
-	}
-	return out, v.Get(&out)
-}
-
 // printStatus writes the fleet's forecaster and coordinator, and the pools
 // (the coordinator's and those named), as tables.
 func printStatus(ctx context.Context, c client.Client, fleet string, pools []string, w io.Writer) {
@@ -77,11 +69,11 @@ func printStatus(ctx context.Context, c client.Client, fleet string, pools []str
 	notRunning := func(id string, err error) {
 		fmt.Fprintf(w, "%s: not answering (%v)\n\n", id, firstLine(err))
 	}
-	if st, err := query[headstart.ForecasterStatus](ctx, c, fid, headstart.QueryStatus); err != nil {
+	if st, err := activities.Query[headstart.ForecasterStatus](ctx, c, fid, headstart.QueryStatus); err != nil {
 		notRunning(fid, err)
 	} else {
 		fmt.Fprintf(w, "Forecaster %s: %d observations (%d rejected), %d stages, %d runs tracked\n", fid, st.Observed, st.Rejected, st.Stages, st.Running)
-		preds, err := query[[]headstart.Prediction](ctx, c, fid, headstart.QueryPredictions)
+		preds, err := activities.Query[[]headstart.Prediction](ctx, c, fid, headstart.QueryPredictions)
 		if err != nil {
 			notRunning(fid, err)
 		} else {
@@ -100,14 +92,14 @@ func printStatus(ctx context.Context, c client.Client, fleet string, pools []str
 		}
 	}
 
-	if st, err := query[coordinator.Status](ctx, c, cid, headstart.QueryCoordinatorState); err != nil {
+	if st, err := activities.Query[coordinator.Status](ctx, c, cid, headstart.QueryCoordinatorState); err != nil {
 		notRunning(cid, err)
 	} else {
 		fmt.Fprintf(w, "Coordinator %s: %s, pool %s, every %v\n", cid, st.Config.Mode, st.Config.Pool, st.Config.Interval)
 		if st.Config.Pool != "" && !slices.Contains(pools, st.Config.Pool) {
 			pools = append(pools, st.Config.Pool)
 		}
-		decisions, err := query[[]coordinator.Decision](ctx, c, cid, headstart.QueryDecisions)
+		decisions, err := activities.Query[[]coordinator.Decision](ctx, c, cid, headstart.QueryDecisions)
 		if err == nil {
 			t := table(w, "UPCOMING STAGE", "DECISION", "AMOUNT", "REASON")
 			for _, d := range decisions {
@@ -115,7 +107,7 @@ func printStatus(ctx context.Context, c client.Client, fleet string, pools []str
 			}
 			t.flush()
 		}
-		routes, _ := query[map[string]string](ctx, c, cid, headstart.QueryRoutes)
+		routes, _ := activities.Query[map[string]string](ctx, c, cid, headstart.QueryRoutes)
 		t := table(w, "STAGE", "RESERVATION", "REPLICAS", "ROUTED TO")
 		stages := map[string]bool{}
 		for s := range st.State.Held {
@@ -124,7 +116,7 @@ func printStatus(ctx context.Context, c client.Client, fleet string, pools []str
 		for s := range st.State.Plans {
 			stages[s] = true
 		}
-		for _, s := range sortedStages(stages) {
+		for _, s := range slices.Sorted(maps.Keys(stages)) {
 			t.row(s, orDash(st.State.Held[s]), fmt.Sprint(st.State.Plans[s].Replicas), orDash(routes[s]))
 		}
 		t.flush()
@@ -132,7 +124,7 @@ func printStatus(ctx context.Context, c client.Client, fleet string, pools []str
 
 	for _, pool := range pools {
 		id := headstart.LedgerWorkflowID(pool)
-		st, err := query[headstart.PoolStatus](ctx, c, id, headstart.QueryPool)
+		st, err := activities.Query[headstart.PoolStatus](ctx, c, id, headstart.QueryPool)
 		if err != nil {
 			notRunning(id, err)
 			continue
@@ -142,7 +134,7 @@ func printStatus(ctx context.Context, c client.Client, fleet string, pools []str
 			fmt.Fprintf(w, "; other work %v (measured %s from %s)", st.InUse, st.Measured.Local().Format(time.TimeOnly), st.Source)
 		}
 		fmt.Fprintln(w)
-		rs, err := query[[]headstart.Reservation](ctx, c, id, headstart.QueryReservations)
+		rs, err := activities.Query[[]headstart.Reservation](ctx, c, id, headstart.QueryReservations)
 		if err != nil {
 			continue
 		}
@@ -181,15 +173,6 @@ func (t *tab) flush() {
 	_ = t.tw.Flush()
 	fmt.Fprintln(t.tw)
 	_ = t.tw.Flush()
-}
-
-func sortedStages(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for s := range m {
-		out = append(out, s)
-	}
-	slices.Sort(out)
-	return out
 }
 
 func orDash(s string) string {
