@@ -77,3 +77,15 @@ func TestMalformedWfCommonsSaysWhatIsWrongInItsTerms(t *testing.T) {
 		}
 	}
 }
+
+// TestAWfCommonsInstanceDeclaringBillionsOfCoresIsReadAtOnce: the replay
+// uses at most a core per task, whatever the machines declare (fuzzing
+// found an instance that made the reader allocate gigabytes).
+func TestAWfCommonsInstanceDeclaringBillionsOfCoresIsReadAtOnce(t *testing.T) {
+	in := `{"workflow":{"specification":{"tasks":[{"id":"a","name":"a"}]},"execution":{"tasks":[{"id":"a","runtimeInSeconds":1,"memoryInBytes":1000}],
+		"machines":[{"cpu":{"coreCount":4000000000}},{"cpu":{"coreCount":4000000000}},{"cpu":{"coreCount":-7}}]}}}`
+	tr, err := traces.ReadWfCommons(bytes.NewReader([]byte(in)), "many-cores")
+	if err != nil || len(tr.Tasks) != 1 {
+		t.Fatalf("%+v, %v", tr, err)
+	}
+}

@@ -263,7 +263,9 @@ func ReadWfCommons(r io.Reader, name string) (*Trace, error) {
 func cores(wf wfFormat) int {
 	n := 0
 	for _, m := range wf.Workflow.Execution.Machines {
-		n += m.CPU.CoreCount
+		if m.CPU.CoreCount > 0 {
+			n += min(m.CPU.CoreCount, 1<<20) // no sum of declared cores overflows
+		}
 	}
 	return max(n, 1)
 }
@@ -302,6 +304,9 @@ func schedule[E interface{ runtimeSeconds() float64 }](tasks []specTask, execs m
 			queue = append(queue, i)
 		}
 	}
+	// More cores than tasks are never used: an instance that declares
+	// billions costs no more than one with a core per task.
+	n = max(1, min(n, len(tasks)))
 	free := make([]float64, n) // when each core is next free
 	finish := map[string]float64{}
 	for len(queue) > 0 {
