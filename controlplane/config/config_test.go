@@ -11,8 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/headstart-dev/headstart"
-	"github.com/headstart-dev/headstart/controlplane/config"
 	"github.com/headstart-dev/headstart/controlplane"
+	"github.com/headstart-dev/headstart/controlplane/config"
 	"github.com/headstart-dev/headstart/controlplane/coordinator"
 	"github.com/headstart-dev/headstart/internal/temporaltest"
 	"github.com/headstart-dev/headstart/resources"
@@ -139,6 +139,8 @@ func TestEveryBadValueGetsItsOwnError(t *testing.T) {
 		{"measure with nothing", "with: deployment, ", "", "bad.yaml:5: pools[0].measure.with: not set"},
 		{"measure by a bad selector", "pool=batch", "pool==!", `bad.yaml:5: pools[0].measure.node_selector: "headstart.dev/pool==!" is not a label selector`},
 		{"measure a pool not the coordinator's", "coordinator:", "  - name: other\n    measure: {with: deployment}\ncoordinator:", "bad.yaml:7: pools[1].measure: only the coordinator's pool is measured"},
+		{"negative items per task", "temporal:", "forecaster:\n  max_items_per_task: -1\ntemporal:", "bad.yaml:2: forecaster.max_items_per_task: -1 is below 0"},
+		{"negative backlog", "temporal:", "forecaster:\n  max_backlog_batches: -5\ntemporal:", "bad.yaml:2: forecaster.max_backlog_batches: -5 is below 0"},
 		{"measured without its shaper", "    capacity: {cpu: 8, memory: 16Gi}", "    measure: {with: deployment}", "bad.yaml:5: pools[0].measure.with: deployment needs shapers.kubernetes"},
 		{"deployment name", "kind: workerpool, name: pipeline-transform}\nshapers:", "kind: deployment, name: train}\nshapers:\n  kubernetes: {}", `bad.yaml:11: coordinator.replicate[0].target.name: "train" is not namespace/deployment`},
 		{"no pool name", "  - name: local", "  - name: \"\"", "bad.yaml:4: pools[0].name: not set"},

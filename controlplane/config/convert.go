@@ -20,6 +20,7 @@ func (f *File) Options() controlplane.Options {
 		Forecaster: headstart.ForecasterOptions{
 			MaxStages: f.Forecaster.MaxStages, Quantile: f.Forecaster.Quantile, Window: f.Forecaster.Window,
 			FitInterval: f.Forecaster.FitInterval, Utilization: f.Forecaster.Utilization,
+			MaxItemsPerTask: f.Forecaster.MaxItemsPerTask, MaxBacklogBatches: f.Forecaster.MaxBacklogBatches,
 		},
 		PrometheusURL: f.Forecaster.PrometheusURL,
 	}

@@ -169,6 +169,12 @@ func (p *parser) forecaster(fc Forecaster) {
 	if fc.FitInterval < 0 {
 		p.at("forecaster.fit_interval", "%v is negative", fc.FitInterval)
 	}
+	if fc.MaxItemsPerTask < 0 {
+		p.at("forecaster.max_items_per_task", "%d is below 0", fc.MaxItemsPerTask)
+	}
+	if fc.MaxBacklogBatches < 0 {
+		p.at("forecaster.max_backlog_batches", "%d is below 0", fc.MaxBacklogBatches)
+	}
 }
 
 func (p *parser) hostPort(path, v string) {
