@@ -81,7 +81,7 @@ type Forecaster struct {
 	Window int `yaml:"window"`
 	// FitInterval between demand-curve fits (default 1m).
 	FitInterval time.Duration `yaml:"fit_interval"`
-	// MaxItemsPerTask bounds what one workflow task takes in (default 2000).
+	// MaxItemsPerTask bounds what one workflow task takes in (default 8000).
 	MaxItemsPerTask int `yaml:"max_items_per_task"`
 	// MaxBacklogBatches waiting past which the oldest are shed (default 1000).
 	MaxBacklogBatches int `yaml:"max_backlog_batches"`

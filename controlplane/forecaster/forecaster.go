@@ -26,6 +26,10 @@ func Rest(context.Context) error { return nil }
 // that arrived before continuing as new.
 const maxDrainTasks = 10
 
+// publishEvery is how often, in workflow tasks, the forecaster publishes
+// its details while it works through a backlog.
+const publishEvery = 10
+
 // Workflow is the long-running forecaster that keeps each stage's profile,
 // each workflow type's stage graph and the sizing models, fed by observation
 // batches, and answers with predictions. It continues as new when the server
@@ -89,7 +93,7 @@ func Workflow(ctx workflow.Context, in headstart.ForecasterInput) error {
 	publish := func() {
 		workflow.SetCurrentDetails(ctx, currentDetails(st))
 		_ = workflow.UpsertMemo(ctx, map[string]any{
-			"observed": st.observed, "stages": len(st.current), "runs_tracked": len(st.runs.ByID),
+			"observed": st.observed, "shed": st.shed, "stages": len(st.current), "runs_tracked": len(st.runs.ByID),
 		})
 	}
 	publish()
@@ -99,7 +103,7 @@ func Workflow(ctx workflow.Context, in headstart.ForecasterInput) error {
 			logger.Warn("dropping an undecodable observation batch", "error", err)
 			st.rejected++
 		}
-		st.ingest(batch.Observations, workflow.Now(ctx))
+		st.observe(batch.Observations, workflow.Now(ctx))
 		st.starts(batch.Starts, workflow.Now(ctx))
 		batches++
 		return batch.Len()
@@ -108,7 +112,12 @@ func Workflow(ctx workflow.Context, in headstart.ForecasterInput) error {
 	// the oldest batches past MaxBacklogBatches; what is left waits for the
 	// next task (bounded). Histories from before this change drain
 	// everything at once, as they were recorded.
-	bounded := workflow.GetVersion(ctx, "bounded-ingest", workflow.DefaultVersion, 1) >= 1
+	// From version 2 a task that leaves a backlog publishes its details and
+	// memo only every publishEvery tasks: they cost a command each and
+	// encode every stage's prediction.
+	ingestVersion := workflow.GetVersion(ctx, "bounded-ingest", workflow.DefaultVersion, 2)
+	bounded := ingestVersion >= 1
+	behind := 0 // tasks in a row that left a backlog
 	shed := func(b headstart.ObservationBatch) {
 		st.shedBatches++
 		st.shed += int64(b.Items + len(b.Observations) + len(b.Starts))
@@ -116,6 +125,7 @@ func Workflow(ctx workflow.Context, in headstart.ForecasterInput) error {
 	// drain takes in what has arrived, within the task's budget, and
 	// reports whether batches are left for the next task.
 	drain := func() bool {
+		defer st.refresh(workflow.Now(ctx))
 		var b headstart.ObservationBatch
 		if !bounded {
 			for signals.ReceiveAsync(&b) {
@@ -127,6 +137,7 @@ func Workflow(ctx workflow.Context, in headstart.ForecasterInput) error {
 			shed(b)
 		}
 		for budget := st.opts.MaxItemsPerTask; budget > 0 && signals.ReceiveAsync(&b); {
+			pass(ctx) // the deadlock detector times each batch, not the task
 			budget -= take(b)
 		}
 		if n := signals.Len(); n > 0 {
@@ -202,7 +213,12 @@ func Workflow(ctx workflow.Context, in headstart.ForecasterInput) error {
 				})
 			}
 		}
-		publish()
+		if behind = behind + 1; !pending || ingestVersion < 2 || behind%publishEvery == 0 {
+			publish()
+		}
+		if !pending {
+			behind = 0
+		}
 		info := workflow.GetInfo(ctx)
 		if info.GetContinueAsNewSuggested() || batches >= st.opts.MaxSignalsPerRun || info.GetCurrentHistorySize() >= st.opts.MaxHistoryBytes {
 			break
@@ -277,4 +293,14 @@ func currentDetails(st *forecasterState) string {
 			time.Duration(p.Duration.Target*float64(time.Second)).Round(time.Millisecond), p.Confidence, 100*p.RecentError)
 	}
 	return b.String()
+}
+
+// pass hands control to the workflow's dispatcher and takes it back within
+// the same workflow task, with no command and no server round trip: the
+// SDK's deadlock detector (1 s without yielding) times the work between
+// two passes, not the whole task.
+func pass(ctx workflow.Context) {
+	c := workflow.NewChannel(ctx)
+	workflow.Go(ctx, func(ctx workflow.Context) { c.Send(ctx, struct{}{}) })
+	c.Receive(ctx, nil)
 }

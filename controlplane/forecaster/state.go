@@ -38,6 +38,11 @@ type forecasterState struct {
 	// behind; backlog is how many batches wait now.
 	shed, shedBatches int64
 	backlog           int
+	// touchedLast holds the last observation of each stage observed since
+	// the last refresh, in order of first appearance; touched indexes it.
+	// Not checkpointed: every workflow task ends with a refresh.
+	touched     map[string]int
+	touchedLast []headstart.Observation
 }
 
 func newForecasterState(opts headstart.ForecasterOptions) *forecasterState {
@@ -54,6 +59,7 @@ func newForecasterState(opts headstart.ForecasterOptions) *forecasterState {
 		runs:      forecasting.NewRuns(opts.MaxRunningInstances),
 		arrivals:  map[string]*forecasting.ArrivalSeries{},
 		demand:    map[string]headstart.DemandSummary{},
+		touched:   map[string]int{},
 	}
 }
 
@@ -72,12 +78,17 @@ func usageOf(o headstart.Observation) forecasting.Usage {
 	return u
 }
 
-// ingest folds a batch in at time now. Invalid observations are counted and
-// skipped. Each observation is scored against the prediction in force when
-// the batch arrived; the predictions of the stages in the batch are then renewed.
+// ingest folds a batch in at time now and renews the predictions of the
+// stages in it (observe, then refresh).
 func (s *forecasterState) ingest(batch []headstart.Observation, now time.Time) {
-	var touched []headstart.Observation // the last observation of each stage, in order of first appearance
-	index := map[string]int{}
+	s.observe(batch, now)
+	s.refresh(now)
+}
+
+// observe folds a batch in at time now. Invalid observations are counted
+// and skipped. Each observation is scored against the prediction in force
+// (renewed by refresh, once per workflow task).
+func (s *forecasterState) observe(batch []headstart.Observation, now time.Time) {
 	for _, o := range batch {
 		if err := o.Validate(); err != nil {
 			s.rejected++
@@ -104,18 +115,26 @@ func (s *forecasterState) ingest(batch []headstart.Observation, now time.Time) {
 			}
 			a.Add(at.UnixNano()/int64(s.opts.DemandBucket), s.opts.DemandBuckets)
 		}
-		if i, ok := index[o.Stage]; ok {
-			touched[i] = o
+		if i, ok := s.touched[o.Stage]; ok {
+			s.touchedLast[i] = o
 		} else {
-			index[o.Stage] = len(touched)
-			touched = append(touched, o)
+			s.touched[o.Stage] = len(s.touchedLast)
+			s.touchedLast = append(s.touchedLast, o)
 		}
 	}
-	for _, o := range touched {
+}
+
+// refresh renews the prediction in force of each stage observed since the
+// last refresh (sizing costs as much as observing, so it is done once per
+// stage per workflow task, not per observation), then bounds the state.
+func (s *forecasterState) refresh(now time.Time) {
+	for _, o := range s.touchedLast {
 		z := s.sizer.Size(forecasting.Task{Stage: o.Stage, WorkflowType: o.WorkflowType, InputBytes: float64(o.PayloadInBytes)})
 		s.current[o.Stage] = z
 		s.past[o.Stage] = forecasting.AppendDated(s.past[o.Stage], forecasting.Dated(now, z))
 	}
+	clear(s.touched)
+	s.touchedLast = s.touchedLast[:0]
 	s.bound()
 }
 

@@ -2,6 +2,7 @@ package forecasting
 
 import (
 	"math"
+	"slices"
 	"sort"
 	"time"
 
@@ -310,6 +311,34 @@ type line struct {
 // [minSlope, maxSlope]; without, the line is flat at the mean. Residual
 // semi-variances are pooled with prior, weighted as priorWeight observations.
 func fitLine(xs, ys []float64, slope bool, prior0 float64, prior pooledVariance) line {
+	l, m := fitMoments(xs, ys)
+	if !slope {
+		l.finish(m.up, m.down, 1, prior)
+		return l
+	}
+	l.slope(xs, ys, m, prior0, prior)
+	return l
+}
+
+// fitLines fits both models of ys on xs, as fitLine does, sharing the
+// passes over the data: the sizer scores both on every observation.
+func fitLines(xs, ys []float64, prior0 float64, prior pooledVariance) (lines [numModels]line) {
+	l, m := fitMoments(xs, ys)
+	lines[withInput], lines[typical] = l, l
+	lines[typical].finish(m.up, m.down, 1, prior)
+	lines[withInput].slope(xs, ys, m, prior0, prior)
+	return lines
+}
+
+// moments are the sums about the means that both models use.
+type moments struct {
+	sxx, sxy, syy float64
+	up, down      float64 // 2·Σ squared deviations from the mean, above and below it
+}
+
+// fitMoments returns the flat line at the means (before its spread) and the
+// moments about them.
+func fitMoments(xs, ys []float64) (line, moments) {
 	n := float64(len(xs))
 	l := line{n: n}
 	var my float64
@@ -317,32 +346,39 @@ func fitLine(xs, ys []float64, slope bool, prior0 float64, prior pooledVariance)
 		l.mx += xs[i]
 		my += ys[i]
 	}
-	l.mx, my = l.mx/n, my/n
-	params := 1.0
-	if slope {
-		var sxy, syy float64
-		for i := range xs {
-			dx, dy := xs[i]-l.mx, ys[i]-my
-			l.sxx += dx * dx
-			sxy += dx * dy
-			syy += dy * dy
+	l.mx, l.a = l.mx/n, my/n
+	var m moments
+	for i := range xs {
+		dx, dy := xs[i]-l.mx, ys[i]-my
+		m.sxx += dx * dx
+		m.sxy += dx * dy
+		m.syy += dy * dy
+		if dy > 0 {
+			m.up += 2 * dy * dy
+		} else {
+			m.down += 2 * dy * dy
 		}
-		// Two passes: the prior's weight against the data is σ²/τ², and σ²
-		// comes from the residuals of the first pass.
-		s2 := (prior.get(true) + prior.get(false)) / 2
-		for pass := 0; pass < 2; pass++ {
-			lambda := s2 / (slopePriorSD * slopePriorSD)
-			l.b = math.Min(math.Max((sxy+lambda*prior0)/(l.sxx+lambda), minSlope), maxSlope)
-			l.varB = s2 / (l.sxx + lambda)
-			l.w = l.sxx / (l.sxx + lambda)
-			ss := math.Max(syy-2*l.b*sxy+l.b*l.b*l.sxx, 0) // Σ residual²
-			s2 = (ss + priorWeight*s2) / (n + priorWeight)
-		}
-		l.a = my - l.b*l.mx
-		params = 2
-	} else {
-		l.a = my
 	}
+	return l, m
+}
+
+// slope turns the flat line at the means into the line with the slope's
+// posterior mean, and sets its spread.
+func (l *line) slope(xs, ys []float64, m moments, prior0 float64, prior pooledVariance) {
+	n, my := l.n, l.a
+	l.sxx = m.sxx
+	// Two passes: the prior's weight against the data is σ²/τ², and σ²
+	// comes from the residuals of the first pass.
+	s2 := (prior.get(true) + prior.get(false)) / 2
+	for pass := 0; pass < 2; pass++ {
+		lambda := s2 / (slopePriorSD * slopePriorSD)
+		l.b = math.Min(math.Max((m.sxy+lambda*prior0)/(l.sxx+lambda), minSlope), maxSlope)
+		l.varB = s2 / (l.sxx + lambda)
+		l.w = l.sxx / (l.sxx + lambda)
+		ss := math.Max(m.syy-2*l.b*m.sxy+l.b*l.b*l.sxx, 0) // Σ residual²
+		s2 = (ss + priorWeight*s2) / (n + priorWeight)
+	}
+	l.a = my - l.b*l.mx
 	// Split-normal: the upper quantiles take their spread from the residuals
 	// above the line and the lower ones from those below, so a few small
 	// outliers do not inflate the allocation.
@@ -355,10 +391,15 @@ func fitLine(xs, ys []float64, slope bool, prior0 float64, prior pooledVariance)
 			down += 2 * d * d
 		}
 	}
-	l.nu = math.Max(n-params, 0) + priorWeight
+	l.finish(up, down, 2, prior)
+}
+
+// finish sets the line's residual semi-variances, pooled with the prior,
+// and its degrees of freedom, from 2·Σ squared residuals above and below it.
+func (l *line) finish(up, down, params float64, prior pooledVariance) {
+	l.nu = math.Max(l.n-params, 0) + priorWeight
 	l.up = (up + priorWeight*prior.get(true)) / l.nu
 	l.down = (down + priorWeight*prior.get(false)) / l.nu
-	return l
 }
 
 // conformal returns the rank-⌈(n+1)q⌉ residual, or ok=false when there are too few.
@@ -435,10 +476,19 @@ func (h *Headstart) predict(st *stageHistory, r, m int, x float64) prediction {
 	return prediction{median: l.a + l.b*x, x: x, l: l, st: st, r: r, m: m, h: h}
 }
 
+// predictAll is predict for every model of target r, fitted together.
+func (h *Headstart) predictAll(st *stageHistory, r int, x float64) (ps [numModels]prediction) {
+	xs, ys := st.known(r)
+	for m, l := range fitLines(xs, ys, h.slopes[r].get(), h.pooled[r]) {
+		ps[m] = prediction{median: l.a + l.b*x, x: x, l: l, st: st, r: r, m: m, h: h}
+	}
+	return ps
+}
+
 // known returns the stage's inputs and values of target r where the value
 // was measured (a runtime of 0 was not; see Usage).
 func (st *stageHistory) known(r int) (xs, ys []float64) {
-	if r != runtimeRes {
+	if r != runtimeRes || !slices.ContainsFunc(st.y[r], math.IsNaN) {
 		return st.x, st.y[r]
 	}
 	for i, y := range st.y[r] {
@@ -683,12 +733,9 @@ func (h *Headstart) Observe(t Task, u Usage, _ time.Time) {
 	x := logx(t.InputBytes)
 	ys := targetValues(u)
 	if len(st.x) >= h.opts.MinHistory {
-		// Both memory models as they stood when the task was sized: the
-		// loop below scores them after updating what they share.
-		var mem [numModels]prediction
-		for m := range mem {
-			mem[m] = h.predict(st, memoryRes, m, x)
-		}
+		// Both models as they stood when the task was sized: the loop
+		// below scores them after updating what they share.
+		mem := h.predictAll(st, memoryRes, x)
 		target, _ := mem[st.best(memoryRes, x)].quantile(st.level(h.opts.Quantile))
 		miss := 0.0
 		if ys[memoryRes] > target {
@@ -699,11 +746,11 @@ func (h *Headstart) Observe(t Task, u Usage, _ time.Time) {
 			if math.IsNaN(ys[r]) || !st.measured(r) {
 				continue
 			}
-			for m := 0; m < numModels; m++ {
-				p := mem[m]
-				if r != memoryRes {
-					p = h.predict(st, r, m, x)
-				}
+			ps := mem
+			if r != memoryRes {
+				ps = h.predictAll(st, r, x) // as they stood, like memory's
+			}
+			for m, p := range ps {
 				var loss float64
 				switch r {
 				case memoryRes:
