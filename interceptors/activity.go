@@ -204,7 +204,7 @@ func (p *Profiler) observation(r *record) headstart.Observation {
 	s := &r.span
 	r.mu.Lock()
 	u := s.used.add(r.children)
-	peak := max(s.peakHeap-s.startHeap, 0) + r.childRSS
+	peak := s.peakMemory() + r.childRSS
 	r.mu.Unlock()
 	info := r.info
 	o := headstart.Observation{

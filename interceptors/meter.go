@@ -68,7 +68,12 @@ type meterSpan struct {
 	start, end time.Time // end is zero while the attempt runs
 	startShare usage     // meter.share (CPU and allocations) when it started
 	startHeap  float64   // heap object bytes when it started
-	peakHeap   float64   // highest heap object bytes seen while it ran
+	peakHeap   float64   // highest heap object bytes seen while it ran, before a GC ended
+	// The heap at the start holds garbage too, which a GC during the
+	// attempt frees: after one, the heap is measured from the live heap
+	// the last GC before the start found.
+	startLive, startGCs float64
+	peakAfterGC         float64 // highest heap object bytes seen after a GC ended
 	used       usage     // what it used: CPU and allocations at end, disk and network at ticks
 	payload    any       // the caller's data, for when tick hands the span back
 }
@@ -137,8 +142,17 @@ func (c *procCounters) close() {
 	c.io, c.netDev = nil, nil
 }
 
-// eventReading is one read of the counters read at every attempt's start and end.
-type eventReading struct{ cpu, alloc, heap float64 }
+// eventReading is one read of the counters read at every attempt's start
+// and end: CPU seconds, bytes allocated, heap object bytes, the live heap
+// bytes the last GC found, and GC cycles completed.
+type eventReading struct{ cpu, alloc, heap, live, gcs float64 }
+
+// peakMemory is the most the heap rose while the attempt ran: above the
+// heap at its start, or, once a GC has freed the garbage that heap held,
+// above the live heap at its start.
+func (s *meterSpan) peakMemory() float64 {
+	return max(s.peakHeap-s.startHeap, s.peakAfterGC-s.startLive, 0)
+}
 
 // readEvent reads CPU, allocations and the heap level. It holds no lock:
 // readings may reach the meter out of order, which advanceEvent tolerates.
@@ -148,13 +162,12 @@ func readEvent() eventReading {
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
 		r.cpu = tvSeconds(ru.Utime) + tvSeconds(ru.Stime)
 	}
-	samples := [2]metrics.Sample{{Name: metricAllocs}, {Name: metricHeapObjects}}
+	samples := [4]metrics.Sample{{Name: metricAllocs}, {Name: metricHeapObjects}, {Name: metricHeapLive}, {Name: metricGCCycles}}
 	metrics.Read(samples[:])
-	if samples[0].Value.Kind() == metrics.KindUint64 {
-		r.alloc = float64(samples[0].Value.Uint64())
-	}
-	if samples[1].Value.Kind() == metrics.KindUint64 {
-		r.heap = float64(samples[1].Value.Uint64())
+	for i, dst := range []*float64{&r.alloc, &r.heap, &r.live, &r.gcs} {
+		if samples[i].Value.Kind() == metrics.KindUint64 {
+			*dst = float64(samples[i].Value.Uint64())
+		}
 	}
 	return r
 }
@@ -162,6 +175,8 @@ func readEvent() eventReading {
 const (
 	metricAllocs      = "/gc/heap/allocs:bytes"
 	metricHeapObjects = "/memory/classes/heap/objects:bytes"
+	metricHeapLive    = "/gc/heap/live:bytes"
+	metricGCCycles    = "/gc/cycles/total:gc-cycles"
 )
 
 // sampled reads the disk and network counters now.
@@ -190,7 +205,11 @@ func (m *meter) advanceEvent(r eventReading) {
 		m.share.cpu += max(r.cpu-m.last.cpu, 0) / float64(n)
 		m.share.alloc += max(r.alloc-m.last.alloc, 0) / float64(n)
 		for s := range m.active {
-			s.peakHeap = max(s.peakHeap, r.heap)
+			if r.gcs > s.startGCs {
+				s.peakAfterGC = max(s.peakAfterGC, r.heap)
+			} else {
+				s.peakHeap = max(s.peakHeap, r.heap)
+			}
 		}
 	}
 	m.last.cpu, m.last.alloc = max(m.last.cpu, r.cpu), max(m.last.alloc, r.alloc)
@@ -204,6 +223,7 @@ func (m *meter) begin(s *meterSpan, now time.Time) {
 	defer m.mu.Unlock()
 	m.advanceEvent(r)
 	s.start, s.startShare, s.startHeap, s.peakHeap = now, m.share, r.heap, r.heap
+	s.startLive, s.startGCs = r.live, r.gcs
 	m.active[s] = struct{}{}
 	if len(m.begun) < m.maxEnded {
 		m.begun = append(m.begun, s)

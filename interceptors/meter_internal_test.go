@@ -101,3 +101,27 @@ func TestMeterForgetsAttemptsPastItsBound(t *testing.T) {
 	_, ended := m.tick(t0.Add(2 * time.Second))
 	require.Equal(t, []*meterSpan{&a}, ended)
 }
+
+// TestPeakMemoryCountsFromTheLiveHeapOnceAGCFreedTheStartsGarbage: the heap
+// at an attempt's start holds garbage (here 200 of its 300 bytes); a GC
+// during the attempt frees it while the attempt allocates 250. The peak is
+// the attempt's 250, not the 50 the heap rose above its start.
+func TestPeakMemoryCountsFromTheLiveHeapOnceAGCFreedTheStartsGarbage(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	c := &fakeCounters{}
+	c.ev = eventReading{heap: 300, live: 100, gcs: 7}
+	m := newMeter(c, 16, t0)
+	var a meterSpan
+	m.begin(&a, t0)
+	c.ev = eventReading{heap: 350, live: 100, gcs: 8} // a GC ended: 100 live + a's 250
+	require.True(t, m.end(&a, t0.Add(time.Second)))
+	require.Equal(t, 250.0, a.peakMemory())
+
+	// Without a GC, the rise above the start is all there is to see.
+	var b meterSpan
+	c.ev = eventReading{heap: 300, live: 100, gcs: 8}
+	m.begin(&b, t0)
+	c.ev = eventReading{heap: 420, live: 100, gcs: 8}
+	require.True(t, m.end(&b, t0.Add(time.Second)))
+	require.Equal(t, 120.0, b.peakMemory())
+}
