@@ -73,6 +73,11 @@ var ErrInvalidObservation = errors.New("invalid observation")
 
 // Validate rejects an observation that would corrupt a profile: no stage, a
 // negative or non-finite figure, or a non-positive attempt.
+// MaxMeasure bounds each of an observation's measures (CPU seconds, bytes,
+// operations): 2^60, an exbibyte. Past it a value is a broken counter, and
+// the models' sums of squares would overflow.
+const MaxMeasure float64 = 1 << 60
+
 func (o Observation) Validate() error {
 	if o.Stage == "" {
 		return fmt.Errorf("%w: empty stage", ErrInvalidObservation)
@@ -90,8 +95,8 @@ func (o Observation) Validate() error {
 		{"cpu_seconds", o.CPUSeconds}, {"peak_memory_bytes", o.PeakMemoryBytes}, {"alloc_bytes", o.AllocBytes},
 		{"disk_read_bytes", o.DiskReadBytes}, {"disk_write_bytes", o.DiskWriteBytes}, {"disk_ops", o.DiskOps}, {"net_bytes", o.NetBytes},
 	} {
-		if math.IsNaN(f.x) || math.IsInf(f.x, 0) || f.x < 0 {
-			return fmt.Errorf("%w: stage %s: %s = %v", ErrInvalidObservation, o.Stage, f.name, f.x)
+		if math.IsNaN(f.x) || f.x < 0 || f.x > MaxMeasure {
+			return fmt.Errorf("%w: stage %s: %s = %v, want 0 to %g", ErrInvalidObservation, o.Stage, f.name, f.x, MaxMeasure)
 		}
 	}
 	return nil

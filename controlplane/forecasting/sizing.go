@@ -306,29 +306,11 @@ type line struct {
 	w        float64 // how far the stage's own inputs determine the slope, in [0, 1)
 }
 
-// fitLine fits ys on xs. With slope, the slope is the posterior mean of a
-// Bayesian regression whose prior is prior0 ± slopePriorSD, clamped to
-// [minSlope, maxSlope]; without, the line is flat at the mean. Residual
-// semi-variances are pooled with prior, weighted as priorWeight observations.
-func fitLine(xs, ys []float64, slope bool, prior0 float64, prior pooledVariance) line {
-	l, m := fitMoments(xs, ys)
-	if !slope {
-		l.finish(m.up, m.down, 1, prior)
-		return l
-	}
-	l.slope(xs, ys, m, prior0, prior)
-	return l
-}
-
-// fitLines fits both models of ys on xs, as fitLine does, sharing the
-// passes over the data: the sizer scores both on every observation.
-func fitLines(xs, ys []float64, prior0 float64, prior pooledVariance) (lines [numModels]line) {
-	l, m := fitMoments(xs, ys)
-	lines[withInput], lines[typical] = l, l
-	lines[typical].finish(m.up, m.down, 1, prior)
-	lines[withInput].slope(xs, ys, m, prior0, prior)
-	return lines
-}
+// A line is fitted in two steps: fitMoments, the pass both models share,
+// then slope (the posterior mean of a Bayesian regression whose prior is
+// the shared slope ± slopePriorSD, clamped to [minSlope, maxSlope]) or, for
+// the model without slope, finish on the flat line at the mean. Residual
+// semi-variances are pooled with the prior, weighted as priorWeight observations.
 
 // moments are the sums about the means that both models use.
 type moments struct {
@@ -471,18 +453,24 @@ type prediction struct {
 }
 
 func (h *Headstart) predict(st *stageHistory, r, m int, x float64) prediction {
-	xs, ys := st.known(r)
-	l := fitLine(xs, ys, m == withInput, h.slopes[r].get(), h.pooled[r])
-	return prediction{median: l.a + l.b*x, x: x, l: l, st: st, r: r, m: m, h: h}
+	return h.predictor(st, r)(m, x)
 }
 
-// predictAll is predict for every model of target r, fitted together.
-func (h *Headstart) predictAll(st *stageHistory, r int, x float64) (ps [numModels]prediction) {
+// predictor fits target r's models on the stage's history, sharing the
+// pass over the data: each call finishes model m's line with the priors as
+// they are at the call, as predict would.
+func (h *Headstart) predictor(st *stageHistory, r int) func(m int, x float64) prediction {
 	xs, ys := st.known(r)
-	for m, l := range fitLines(xs, ys, h.slopes[r].get(), h.pooled[r]) {
-		ps[m] = prediction{median: l.a + l.b*x, x: x, l: l, st: st, r: r, m: m, h: h}
+	l0, mo := fitMoments(xs, ys)
+	return func(m int, x float64) prediction {
+		l := l0
+		if m == withInput {
+			l.slope(xs, ys, mo, h.slopes[r].get(), h.pooled[r])
+		} else {
+			l.finish(mo.up, mo.down, 1, h.pooled[r])
+		}
+		return prediction{median: l.a + l.b*x, x: x, l: l, st: st, r: r, m: m, h: h}
 	}
-	return ps
 }
 
 // known returns the stage's inputs and values of target r where the value
@@ -603,6 +591,35 @@ func targetValues(u Usage) [numTargets]float64 {
 
 // Size implements Sizer.
 func (h *Headstart) Size(t Task) Sizing {
+	s := h.size(t)
+	s.Memory, s.Runtime = s.Memory.bounded(), s.Runtime.bounded()
+	for k := range s.Resources {
+		s.Resources[k] = s.Resources[k].bounded()
+	}
+	return s
+}
+
+// maxEstimate caps every size: beyond anything a machine has (bytes, bytes
+// per second, cores, seconds), and finite, so that it can be sent. The
+// exponential of a wide interval's log bound can overflow to +Inf.
+const maxEstimate = 1e30
+
+// bounded returns e with every value in [0, maxEstimate] (NaN as 0) and
+// Lower ≤ Upper.
+func (e Estimate) bounded() Estimate {
+	clamp := func(x float64) float64 {
+		if math.IsNaN(x) {
+			return 0
+		}
+		return math.Min(math.Max(x, 0), maxEstimate)
+	}
+	e.Target, e.Median, e.Lower, e.Upper = clamp(e.Target), clamp(e.Median), clamp(e.Lower), clamp(e.Upper)
+	e.Confidence = math.Min(clamp(e.Confidence), 1)
+	e.Lower = math.Min(e.Lower, e.Upper)
+	return e
+}
+
+func (h *Headstart) size(t Task) Sizing {
 	st := h.stages[t.Stage]
 	if st == nil || len(st.x) == 0 {
 		m := h.opts.Fallback.Memory(t)
@@ -733,9 +750,13 @@ func (h *Headstart) Observe(t Task, u Usage, _ time.Time) {
 	x := logx(t.InputBytes)
 	ys := targetValues(u)
 	if len(st.x) >= h.opts.MinHistory {
-		// Both models as they stood when the task was sized: the loop
-		// below scores them after updating what they share.
-		mem := h.predictAll(st, memoryRes, x)
+		// Both memory models as they stood when the task was sized: the
+		// loop below scores them after updating what they share.
+		fitMem := h.predictor(st, memoryRes)
+		var mem [numModels]prediction
+		for m := range mem {
+			mem[m] = fitMem(m, x)
+		}
 		target, _ := mem[st.best(memoryRes, x)].quantile(st.level(h.opts.Quantile))
 		miss := 0.0
 		if ys[memoryRes] > target {
@@ -746,11 +767,12 @@ func (h *Headstart) Observe(t Task, u Usage, _ time.Time) {
 			if math.IsNaN(ys[r]) || !st.measured(r) {
 				continue
 			}
-			ps := mem
-			if r != memoryRes {
-				ps = h.predictAll(st, r, x) // as they stood, like memory's
-			}
-			for m, p := range ps {
+			fit := h.predictor(st, r)
+			for m := 0; m < numModels; m++ {
+				p := mem[m]
+				if r != memoryRes {
+					p = fit(m, x) // after the update of what the models share, below
+				}
 				var loss float64
 				switch r {
 				case memoryRes:
