@@ -225,6 +225,10 @@ const RouteGrace = 5 * time.Second
 // restarted control worker, a deleted Deployment) gets them back.
 const ReconcileEvery = 5
 
+// quickTimeout bounds an attempt of the coordinator's activities that only
+// query the forecaster or update the ledger.
+const quickTimeout = 10 * time.Second
+
 // Snapshot is what the coordinator sees on each tick.
 type Snapshot struct {
 	Capacity, Free resources.Vector
@@ -389,6 +393,11 @@ func Workflow(ctx workflow.Context, in Input) error {
 	act := func(summary string) workflow.Context {
 		return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute, Summary: summary})
 	}
+	// quick is for the activities that only ask the forecaster and the
+	// ledger: a worker that dies running one delays the tick by 10 s, not a minute.
+	quick := func(summary string) workflow.Context {
+		return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: quickTimeout, Summary: summary})
+	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, headstart.UpdateRebalance,
 		func(ctx workflow.Context, m shapers.Migration) (shapers.Moved, error) {
 			var moved shapers.Moved
@@ -434,8 +443,24 @@ func Workflow(ctx workflow.Context, in Input) error {
 			}
 		}
 		var snap Snapshot
-		if err := workflow.ExecuteActivity(act("snapshot of forecast and pool"), ctl.Snapshot, SnapshotInput{Fleet: in.Fleet, LedgerWorkflowID: cfg.LedgerWorkflowID, Horizon: rule.ActuationTime + rule.Lead}).Get(ctx, &snap); err != nil {
-			logger.Warn("no snapshot this tick", "error", err)
+		if err := workflow.ExecuteActivity(quick("snapshot of forecast and pool"), ctl.Snapshot, SnapshotInput{Fleet: in.Fleet, LedgerWorkflowID: cfg.LedgerWorkflowID, Horizon: rule.ActuationTime + rule.Lead}).Get(ctx, &snap); err != nil {
+			logger.Warn("no snapshot this tick: the replica plans stand", "error", err)
+			// A target that lost its replicas (a restarted control worker)
+			// gets them back even while the forecast cannot be read.
+			if reconcile && tick%ReconcileEvery == ReconcileEvery-1 && cfg.Mode == ModePrefetch &&
+				workflow.GetVersion(ctx, "reconcile-without-snapshot", workflow.DefaultVersion, 1) >= 1 {
+				for _, r := range cfg.Replicate {
+					n := st.Plans[r.Stage].Replicas
+					if _, retiring := st.Retiring[r.Stage]; n == 0 || retiring {
+						continue
+					}
+					reason := fmt.Sprintf("reconcile: %d planned; the forecast cannot be read (%v)", n, err)
+					a := shapers.Action{Target: r.Target, Desired: shapers.Desired{Replicas: shapers.Int(n)}, Reason: reason}
+					if err := workflow.ExecuteActivity(act(fmt.Sprintf("replicate %s ×%d: %s", r.Stage, n, reason)), pf.Shape, a).Get(ctx, nil); err != nil {
+						logger.Warn("shape failed", "stage", r.Stage, "error", err)
+					}
+				}
+			}
 			continue
 		}
 		now := workflow.Now(ctx)
@@ -455,7 +480,7 @@ func Workflow(ctx workflow.Context, in Input) error {
 			key := fmt.Sprintf("prefetch/%s/%d", u.Stage, u.Start.Unix())
 			req := headstart.ReserveRequest{Key: key, Pool: cfg.Pool, Stage: u.Stage, Resources: d.Amount, TTL: 10 * time.Minute, Soft: true}
 			var res headstart.ReserveResult
-			if err := workflow.ExecuteActivity(act(d.Summary), pf.Reserve, activities.ReserveInput{LedgerWorkflowID: cfg.LedgerWorkflowID, Request: req}).Get(ctx, &res); err != nil {
+			if err := workflow.ExecuteActivity(quick(d.Summary), pf.Reserve, activities.ReserveInput{LedgerWorkflowID: cfg.LedgerWorkflowID, Request: req}).Get(ctx, &res); err != nil {
 				logger.Warn("reserve failed", "stage", u.Stage, "error", err)
 				continue
 			}
@@ -483,7 +508,7 @@ func Workflow(ctx workflow.Context, in Input) error {
 					continue
 				}
 			}
-			if err := workflow.ExecuteActivity(act("release "+key+": "+stage+" is no longer upcoming"), pf.Release,
+			if err := workflow.ExecuteActivity(quick("release "+key+": "+stage+" is no longer upcoming"), pf.Release,
 				activities.ReleaseInput{LedgerWorkflowID: cfg.LedgerWorkflowID, Key: key}).Get(ctx, nil); err != nil {
 				logger.Warn("release failed", "stage", stage, "error", err)
 				continue
