@@ -23,6 +23,7 @@ PLAYWRIGHT    := $(CACHE)/playwright-core-$(PLAYWRIGHT_VERSION)
 ARTIFACTS     ?= $(CURDIR)/.artifacts
 TEST_FLAGS    ?=
 TEST_TIMEOUT  ?= 30m
+CHAOS_FLAGS   ?= -chaos.kills 20 -chaos.restarts 5 -chaos.target-kills 3
 
 export HEADSTART_CACHE := $(CACHE)
 export TEMPORAL_CLI_VERSION
@@ -146,6 +147,11 @@ bench-forecast: ## replay real traces: Headstart vs VPA, Autopilot, request, max
 bench-e2e: temporal ## bursty pipeline runs on a real dev server: static fleet, KEDA-like reactive scaling, Headstart, oracle
 	@out=$$(mktemp); cd $(CP) && $(GO) test -run '^$$' -bench BenchmarkEndToEnd -benchtime 1x -timeout 30m . | tee $$out; \
 		line=$$(grep '^e2e p95_ratio' $$out | tail -1); rm -f $$out; test -n "$$line"
+
+.PHONY: chaos
+chaos: temporal ## the chain under SIGKILLs of the control worker, dev server restarts and replica deaths (CHAOS_FLAGS)
+	@out=$$(mktemp); cd $(CP) && $(GO) test -count=1 -timeout 40m -run TestChaos -v ./internal/chaos/ -args $(CHAOS_FLAGS) 2>&1 | tee $$out; \
+		status=$${PIPESTATUS[0]}; line=$$(grep '^chaos ' $$out | tail -1); rm -f $$out; test -n "$$line" && echo "$$line"; exit $$status
 
 .PHONY: bench-forecaster
 bench-forecaster: temporal ## 100,000 observations across 1,000 stages into a forecaster on a real dev server

@@ -57,6 +57,13 @@ type Options struct {
 	StartTimeout time.Duration
 	// UI serves the Web UI on a free port of 127.0.0.1 (Server.UIAddress).
 	UI bool
+	// HostPort the frontend listens on. If not set, a free port of 127.0.0.1.
+	// A server restarted on the same HostPort and DBFilename carries on
+	// where it stopped, and its clients reconnect.
+	HostPort string
+	// DBFilename keeps the server's state in this SQLite file. If not set,
+	// in memory.
+	DBFilename string
 }
 
 // Server is a running dev server.
@@ -68,8 +75,8 @@ type Server struct {
 	output    *testproc.Log
 }
 
-// Start builds the CLI if needed and starts a dev server on 127.0.0.1 with a
-// free port (the SDK picks it) and an in-memory database.
+// Start builds the CLI if needed and starts a dev server on 127.0.0.1, by
+// default on a free port (the SDK picks it) with an in-memory database.
 func Start(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Namespace == "" {
 		opts.Namespace = "default"
@@ -99,7 +106,8 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		EnableUI:         opts.UI,
 		UIPort:           uiPort,
 		ExistingPath:     cli,
-		ClientOptions:    &client.Options{Namespace: opts.Namespace, Logger: opts.Logger},
+		ClientOptions:    &client.Options{HostPort: opts.HostPort, Namespace: opts.Namespace, Logger: opts.Logger},
+		DBFilename:       opts.DBFilename,
 		SearchAttributes: opts.SearchAttributes,
 		LogLevel:         "error",
 		Stdout:           out,

@@ -17,8 +17,8 @@ import (
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 
-	"github.com/headstart-dev/headstart/interceptors"
 	"github.com/headstart-dev/headstart/controlplane/samples/pipeline"
+	"github.com/headstart-dev/headstart/interceptors"
 )
 
 func main() {
@@ -29,6 +29,7 @@ func main() {
 	fleet := flag.String("fleet", "default", "the Headstart forecaster to send observations to; empty: none")
 	taskQueue := flag.String("task-queue", pipeline.TaskQueue, "the task queue to poll: the pipeline's, or a replicated stage's own")
 	route := flag.Bool("route", true, "route replicated stages to their replicas, following the fleet's coordinator")
+	stopTimeout := flag.Duration("stop-timeout", 10*time.Second, "on SIGINT or SIGTERM, how long running activities may take to finish before they are cancelled (and retried elsewhere)")
 	flag.Parse()
 
 	c, err := client.Dial(client.Options{HostPort: *address, Namespace: *namespace})
@@ -56,7 +57,12 @@ func main() {
 		log.Printf("serving metrics at http://%s/metrics", a)
 	}
 
-	w := worker.New(c, *taskQueue, worker.Options{Interceptors: []interceptor.WorkerInterceptor{hs}})
+	w := worker.New(c, *taskQueue, worker.Options{
+		Interceptors: []interceptor.WorkerInterceptor{hs},
+		// A replica stopped by its shaper (or orphaned by a control worker
+		// that died) stops polling and finishes what it runs: no attempt fails.
+		WorkerStopTimeout: *stopTimeout,
+	})
 	w.RegisterWorkflow(pipeline.Pipeline)
 	w.RegisterActivity(&pipeline.Activities{Dir: *dir})
 	if err := w.Run(worker.InterruptCh()); err != nil {
