@@ -24,11 +24,11 @@ import (
 	"github.com/headstart-dev/headstart"
 	"github.com/headstart-dev/headstart/controlplane"
 	"github.com/headstart-dev/headstart/controlplane/coordinator"
-	"github.com/headstart-dev/headstart/internal/temporaltest"
-	"github.com/headstart-dev/headstart/resources"
 	"github.com/headstart-dev/headstart/controlplane/samples/pipeline"
 	"github.com/headstart-dev/headstart/controlplane/shapers"
 	"github.com/headstart-dev/headstart/controlplane/shapers/workerpool"
+	"github.com/headstart-dev/headstart/internal/temporaltest"
+	"github.com/headstart-dev/headstart/resources"
 )
 
 // The end-to-end benchmark's workload: the sample pipeline, its stages

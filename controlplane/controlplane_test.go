@@ -11,9 +11,9 @@ import (
 	"github.com/headstart-dev/headstart"
 	"github.com/headstart-dev/headstart/controlplane"
 	"github.com/headstart-dev/headstart/controlplane/coordinator"
+	"github.com/headstart-dev/headstart/controlplane/shapers"
 	"github.com/headstart-dev/headstart/internal/temporaltest"
 	"github.com/headstart-dev/headstart/resources"
-	"github.com/headstart-dev/headstart/controlplane/shapers"
 )
 
 // TestControlPlaneStartsOnceAndTakesChangedConfiguration: a second Start

@@ -18,13 +18,13 @@ import (
 	"github.com/headstart-dev/headstart"
 	"github.com/headstart-dev/headstart/controlplane"
 	"github.com/headstart-dev/headstart/controlplane/coordinator"
-	"github.com/headstart-dev/headstart/interceptors"
 	"github.com/headstart-dev/headstart/controlplane/internal/kubetest"
-	"github.com/headstart-dev/headstart/internal/temporaltest"
-	"github.com/headstart-dev/headstart/resources"
 	"github.com/headstart-dev/headstart/controlplane/samples/pipeline"
 	"github.com/headstart-dev/headstart/controlplane/shapers"
 	"github.com/headstart-dev/headstart/controlplane/shapers/kubernetes"
+	"github.com/headstart-dev/headstart/interceptors"
+	"github.com/headstart-dev/headstart/internal/temporaltest"
+	"github.com/headstart-dev/headstart/resources"
 )
 
 // TestOtherPodsFillingTheNodeMakeTheCoordinatorHoldBack: the coordinator's

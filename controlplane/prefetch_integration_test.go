@@ -15,13 +15,13 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/headstart-dev/headstart"
-	"github.com/headstart-dev/headstart/controlplane/activities"
 	"github.com/headstart-dev/headstart/controlplane"
+	"github.com/headstart-dev/headstart/controlplane/activities"
 	"github.com/headstart-dev/headstart/controlplane/coordinator"
-	"github.com/headstart-dev/headstart/internal/temporaltest"
-	"github.com/headstart-dev/headstart/resources"
 	"github.com/headstart-dev/headstart/controlplane/shapers"
 	"github.com/headstart-dev/headstart/controlplane/shapers/workerpool"
+	"github.com/headstart-dev/headstart/internal/temporaltest"
+	"github.com/headstart-dev/headstart/resources"
 )
 
 // prefetchOnce reserves what Decide says, with the decision's summary on the

@@ -17,8 +17,8 @@ import (
 
 	"github.com/headstart-dev/headstart"
 	"github.com/headstart-dev/headstart/controlplane/activities"
-	"github.com/headstart-dev/headstart/resources"
 	"github.com/headstart-dev/headstart/controlplane/shapers"
+	"github.com/headstart-dev/headstart/resources"
 )
 
 // TestCoordinatorReservesReleasesAndReplicates: a stage predicted to start

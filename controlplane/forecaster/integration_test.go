@@ -17,9 +17,9 @@ import (
 
 	"github.com/headstart-dev/headstart"
 	"github.com/headstart-dev/headstart/controlplane"
+	"github.com/headstart-dev/headstart/controlplane/samples/pipeline"
 	"github.com/headstart-dev/headstart/interceptors"
 	"github.com/headstart-dev/headstart/internal/temporaltest"
-	"github.com/headstart-dev/headstart/controlplane/samples/pipeline"
 )
 
 var record = flag.Bool("record", false, "rewrite "+recordedHistory+" from a run on the dev server")

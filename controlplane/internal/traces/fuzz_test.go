@@ -68,7 +68,7 @@ func FuzzReadWfCommons(f *testing.F) {
 func TestMalformedWfCommonsSaysWhatIsWrongInItsTerms(t *testing.T) {
 	for in, want := range map[string]string{
 		`{"workflow":{"specification":{"tasks":"many"}}}`: "malformed trace: workflow.specification.tasks: a JSON string where a list belongs",
-		`{"workflow":`: "malformed trace: the JSON ends early",
+		`{"workflow":`:   "malformed trace: the JSON ends early",
 		`{"workflow" 1}`: "malformed trace: not JSON at byte 13",
 	} {
 		_, err := traces.ReadWfCommons(bytes.NewReader([]byte(in)), "bad")

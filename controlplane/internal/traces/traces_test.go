@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/headstart-dev/headstart/internal/temporaltest"
 	"github.com/headstart-dev/headstart/controlplane/internal/traces"
+	"github.com/headstart-dev/headstart/internal/temporaltest"
 )
 
 const nextflow = `task_id,process,status,submit,start,complete,realtime,peak_rss,memory,time,rchar

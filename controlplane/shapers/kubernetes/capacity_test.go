@@ -11,9 +11,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/headstart-dev/headstart/controlplane/internal/kubetest"
-	"github.com/headstart-dev/headstart/resources"
 	"github.com/headstart-dev/headstart/controlplane/shapers"
 	"github.com/headstart-dev/headstart/controlplane/shapers/kubernetes"
+	"github.com/headstart-dev/headstart/resources"
 )
 
 // otherWork runs n pods on kwok's nodes, each requesting cpu and memory.

@@ -24,10 +24,10 @@ import (
 	"k8s.io/client-go/restmapper"
 
 	"github.com/headstart-dev/headstart/controlplane/internal/kubetest"
-	"github.com/headstart-dev/headstart/internal/temporaltest"
-	"github.com/headstart-dev/headstart/resources"
 	"github.com/headstart-dev/headstart/controlplane/shapers"
 	"github.com/headstart-dev/headstart/controlplane/shapers/kubernetes"
+	"github.com/headstart-dev/headstart/internal/temporaltest"
+	"github.com/headstart-dev/headstart/resources"
 )
 
 // manifests reads every object in deploy/kubernetes, in kustomization order.

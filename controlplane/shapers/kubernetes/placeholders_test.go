@@ -11,9 +11,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/headstart-dev/headstart/controlplane/internal/kubetest"
-	"github.com/headstart-dev/headstart/resources"
 	"github.com/headstart-dev/headstart/controlplane/shapers"
 	"github.com/headstart-dev/headstart/controlplane/shapers/kubernetes"
+	"github.com/headstart-dev/headstart/resources"
 )
 
 func countPods(t *testing.T, p *kubetest.Plane, ns, selector string, phase corev1.PodPhase) int {

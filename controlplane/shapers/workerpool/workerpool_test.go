@@ -21,12 +21,12 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/headstart-dev/headstart/interceptors"
-	"github.com/headstart-dev/headstart/internal/temporaltest"
-	"github.com/headstart-dev/headstart/resources"
 	"github.com/headstart-dev/headstart/controlplane/shapers"
 	"github.com/headstart-dev/headstart/controlplane/shapers/shapertest"
 	"github.com/headstart-dev/headstart/controlplane/shapers/workerpool"
+	"github.com/headstart-dev/headstart/interceptors"
+	"github.com/headstart-dev/headstart/internal/temporaltest"
+	"github.com/headstart-dev/headstart/resources"
 )
 
 // The test binary doubles as the replicas' worker: with HEADSTART_CHILD set
