@@ -281,8 +281,9 @@ func (a *Activities) Snapshot(ctx context.Context, in SnapshotInput) (Snapshot, 
 // snapshotFrom aggregates running instances into upcoming stages. A stage's
 // need and peak count tasks: each run contributes the stage's tasks per run
 // (its fan-out). Its peak counts the runs expected within the horizon and
-// those already in it (their tasks are queued or running) until they are
-// overdue by twice the stage's longest predicted duration.
+// those already in it (their tasks are queued or running). A run overdue
+// in its stage by twice the stage's longest predicted duration (plus 10 s)
+// counts nowhere.
 func snapshotFrom(preds []headstart.Prediction, inst []headstart.InstanceForecast, pool headstart.PoolStatus, in SnapshotInput, now time.Time) Snapshot {
 	if in.MinProbability <= 0 {
 		in.MinProbability = 0.5
@@ -299,7 +300,13 @@ func snapshotFrom(preds []headstart.Prediction, inst []headstart.InstanceForecas
 	up := map[string]*agg{}
 	peak := map[string]float64{}
 	for _, f := range inst {
-		if d := byStage[f.Stage].Duration.Upper; len(f.Next) > 0 && now.Sub(f.Started).Seconds() <= 2*d+10 {
+		// A run overdue in its stage by twice the stage's longest predicted
+		// duration is stale (its end was not seen: a lost batch, a
+		// terminated run): it adds to no peak and no upcoming stage.
+		if d := byStage[f.Stage].Duration.Upper; !f.Started.IsZero() && now.Sub(f.Started).Seconds() > 2*d+10 {
+			continue
+		}
+		if len(f.Next) > 0 {
 			peak[f.Stage] += tasks(f.Stage)
 		}
 		for _, n := range f.Next {

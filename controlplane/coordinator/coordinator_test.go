@@ -127,6 +127,9 @@ func TestSnapshotCountsTasksWithinTheHorizonAndInTheStage(t *testing.T) {
 		if u.Stage == "W/transform" {
 			require.Equal(t, vec(16, 0), u.Need, "both runs expected, 8 tasks × 1 CPU each")
 		}
+		if u.Stage == "W/train" {
+			require.Equal(t, 1, u.Tasks, "train is upcoming for the run in transform, not for the one stuck there (its end was never seen)")
+		}
 	}
 }
 
