@@ -7,6 +7,9 @@
 package config
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 )
 
@@ -199,6 +202,28 @@ type WorkerPool struct {
 	StartupDelay time.Duration `yaml:"startup_delay"`
 	// StopTimeout for a stopping replica before it is killed (default 10s).
 	StopTimeout time.Duration `yaml:"stop_timeout"`
+	// StateDir records the running replicas, so that a control worker
+	// restarted after a crash adopts them instead of starting more; they
+	// keep serving meanwhile. Default: $XDG_STATE_HOME/headstart/workerpool/<fleet>
+	// (~/.local/state/… when XDG_STATE_HOME is not set).
+	StateDir string `yaml:"state_dir"`
+}
+
+// StateDirFor is the folder the replicas of fleet are recorded in: StateDir,
+// or its default.
+func (w WorkerPool) StateDirFor(fleet string) (string, error) {
+	if w.StateDir != "" {
+		return w.StateDir, nil
+	}
+	base := os.Getenv("XDG_STATE_HOME")
+	if base == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("shapers.workerpool.state_dir is not set and there is no home folder for its default: %w", err)
+		}
+		base = filepath.Join(home, ".local", "state")
+	}
+	return filepath.Join(base, "headstart", "workerpool", fleet), nil
 }
 
 // Kubernetes shapes Deployments and holds reservations as placeholder pods.

@@ -213,3 +213,15 @@ func TestAMissingFileIsAnOSError(t *testing.T) {
 	require.ErrorIs(t, err, os.ErrNotExist)
 	require.NotErrorIs(t, err, config.ErrInvalid)
 }
+
+// TestWorkerPoolStateDirDefaultsUnderXDGStateHome: replicas are recorded
+// per fleet under $XDG_STATE_HOME unless the file names a folder.
+func TestWorkerPoolStateDirDefaultsUnderXDGStateHome(t *testing.T) {
+	t.Setenv("XDG_STATE_HOME", "/var/lib/x")
+	dir, err := config.WorkerPool{}.StateDirFor("blue")
+	require.NoError(t, err)
+	require.Equal(t, "/var/lib/x/headstart/workerpool/blue", dir)
+	dir, err = config.WorkerPool{StateDir: "/srv/replicas"}.StateDirFor("blue")
+	require.NoError(t, err)
+	require.Equal(t, "/srv/replicas", dir)
+}

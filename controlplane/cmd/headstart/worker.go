@@ -140,7 +140,12 @@ func newShapers(file *config.File, stdout io.Writer) (map[string]shapers.Shaper,
 	}
 	if wp := file.Shapers.WorkerPool; wp != nil {
 		temporal := file.Temporal
+		state, err := wp.StateDirFor(file.Fleet)
+		if err != nil {
+			return nil, closeAll, err
+		}
 		s, err := workerpool.New(workerpool.Options{
+			StateDir:     state,
 			Command:      func(queue string, concurrency int) *exec.Cmd { return wp.ReplicaCommand(temporal, queue, concurrency) },
 			Concurrency:  wp.Concurrency,
 			StartupDelay: wp.StartupDelay,

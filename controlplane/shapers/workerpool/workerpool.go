@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"sort"
 	"sync"
@@ -36,7 +37,18 @@ type Options struct {
 	// killed. If not set, 10 s.
 	StopTimeout time.Duration
 	// Output receives the children's stdout and stderr. If not set, discarded.
+	// With StateDir, make it an *os.File (os.Stdout, a log file), which the
+	// children hold themselves: a pipe to this process would close with it.
 	Output io.Writer
+	// StateDir, if set, is a folder where the shaper records each replica
+	// (PID, start time, command line), so that a shaper started after this
+	// one's process died (a restarted control worker) adopts the replicas
+	// still running instead of starting more. Replicas then outlive a crash
+	// of the shaper's process and keep serving through its restart:
+	// stopping them would lose the tasks their polls were being handed.
+	// Close still stops them. If not set, replicas get SIGTERM when the
+	// shaper's process dies.
+	StateDir string
 }
 
 // ErrNoCommand is returned by New without Options.Command.
@@ -66,6 +78,7 @@ type pool struct {
 type replica struct {
 	asked       time.Time // when it was asked for: its cold start counts
 	cmd         *exec.Cmd
+	pid         int // its process, once started (or adopted)
 	concurrency int
 	running     bool // its process started and has not exited
 	stop        chan struct{}
@@ -87,7 +100,14 @@ func New(opts Options) (*Shaper, error) {
 	if opts.Output == nil {
 		opts.Output = io.Discard
 	}
-	return &Shaper{opts: opts, pools: map[string]*pool{}}, nil
+	s := &Shaper{opts: opts, pools: map[string]*pool{}}
+	if opts.StateDir != "" {
+		if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
+			return nil, fmt.Errorf("workerpool: state dir: %w", err)
+		}
+		s.adopt()
+	}
+	return s, nil
 }
 
 func (s *Shaper) pool(queue string) *pool {
@@ -240,14 +260,19 @@ func (s *Shaper) run(p *pool, r *replica) {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGTERM // children never outlive the shaper's process
+	if s.opts.StateDir == "" {
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGTERM // children never outlive the shaper's process
+	} else {
+		cmd.SysProcAttr.Setpgid = true // a Ctrl-C to the control worker leaves them to Close
+	}
 	s.mu.Lock()
 	stopped := r.stopping
 	var err error
 	if !stopped {
 		err = cmd.Start()
 		if err == nil {
-			r.cmd, r.running = cmd, true
+			r.cmd, r.pid, r.running = cmd, cmd.Process.Pid, true
+			s.record(p, r)
 			s.reconcile(p) // a new replica is up: an old one may go
 		}
 	}
@@ -264,17 +289,24 @@ func (s *Shaper) run(p *pool, r *replica) {
 	}
 	waited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(waited) }()
+	s.supervise(p, r, waited)
+}
+
+// supervise waits for a running replica to exit, or stops it when asked
+// (SIGTERM, then SIGKILL after StopTimeout), then forgets it.
+func (s *Shaper) supervise(p *pool, r *replica, exited <-chan struct{}) {
 	select {
-	case <-waited:
+	case <-exited:
 	case <-r.stop:
-		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = syscall.Kill(r.pid, syscall.SIGTERM)
 		select {
-		case <-waited:
+		case <-exited:
 		case <-time.After(s.opts.StopTimeout):
-			_ = cmd.Process.Kill()
-			<-waited
+			_ = syscall.Kill(r.pid, syscall.SIGKILL)
+			<-exited
 		}
 	}
+	s.unrecord(p, r)
 	s.forget(p, r)
 }
 
@@ -352,8 +384,8 @@ func (s *Shaper) PIDs(queue string) []int {
 	defer s.mu.Unlock()
 	var pids []int
 	for _, r := range s.pool(queue).replicas {
-		if r.running && r.cmd != nil && r.cmd.Process != nil {
-			pids = append(pids, r.cmd.Process.Pid)
+		if r.running && r.pid > 0 {
+			pids = append(pids, r.pid)
 		}
 	}
 	return pids

@@ -1,6 +1,7 @@
 package workerpool_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -36,6 +37,9 @@ func TestMain(m *testing.M) {
 	if queue := os.Getenv("HEADSTART_CHILD_QUEUE"); queue != "" {
 		os.Exit(child(queue))
 	}
+	if dir := os.Getenv("HEADSTART_SHAPER_STATE"); dir != "" {
+		os.Exit(shaperProcess(dir))
+	}
 	os.Exit(temporaltest.Main(m))
 }
 
@@ -63,6 +67,27 @@ func child(queue string) int {
 		return 1
 	}
 	return 0
+}
+
+// shaperProcess is a control worker's worker-pool shaper keeping its state
+// in dir: it runs two replicas of "adopt", prints their PIDs, and waits to
+// be killed.
+func shaperProcess(dir string) int {
+	s, err := workerpool.New(workerpool.Options{Command: command(""), StateDir: dir, Output: os.Stderr})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	target := shapers.Target{Kind: workerpool.Kind, Name: "adopt"}
+	if _, err := s.Apply(context.Background(), shapers.Action{Target: target, Desired: shapers.Desired{Replicas: shapers.Int(2)}, Reason: "x"}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	for len(s.PIDs("adopt")) < 2 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	fmt.Println(s.PIDs("adopt"))
+	select {}
 }
 
 func command(address string) func(string, int) *exec.Cmd {
@@ -249,4 +274,54 @@ func TestRoutedStageRunsOnItsReplicas(t *testing.T) {
 	bare := worker.NewWorkflowReplayer()
 	bare.RegisterWorkflowWithOptions(routeWorkflow, workflow.RegisterOptions{Name: "Route"})
 	require.Error(t, bare.ReplayWorkflowHistory(nil, h))
+}
+
+// TestAShaperAdoptsTheReplicasOfOneThatDied: with a state folder, the
+// replicas of a control worker killed with SIGKILL keep running, and the
+// shaper of the next control worker adopts them — as many as it found,
+// no more started — stops them when asked, and on Close.
+func TestAShaperAdoptsTheReplicasOfOneThatDied(t *testing.T) {
+	dir := t.TempDir()
+	first := exec.Command(os.Args[0])
+	first.Env = append(os.Environ(), "HEADSTART_SHAPER_STATE="+dir)
+	first.Stderr = os.Stderr
+	out, err := first.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, first.Start())
+	var a, b int
+	_, err = fmt.Fscanf(out, "[%d %d]\n", &a, &b)
+	require.NoError(t, err, "the first shaper's replicas")
+	require.NoError(t, first.Process.Kill())
+	_ = first.Wait()
+	alive := func(pid int) bool { return syscall.Kill(pid, 0) == nil && !zombie(pid) }
+	t.Cleanup(func() { _ = syscall.Kill(a, syscall.SIGKILL); _ = syscall.Kill(b, syscall.SIGKILL) })
+	require.True(t, alive(a) && alive(b), "the replicas outlive their shaper's process")
+
+	s, err := workerpool.New(workerpool.Options{Command: command(""), StateDir: dir})
+	require.NoError(t, err)
+	target := shapers.Target{Kind: workerpool.Kind, Name: "adopt"}
+	require.ElementsMatch(t, []int{a, b}, s.PIDs("adopt"), "adopted, not started anew")
+	st, err := s.Status(context.Background(), target)
+	require.NoError(t, err)
+	require.True(t, st.Converged, "%+v", st)
+	require.Equal(t, 2, st.Replicas)
+
+	_, err = s.Apply(context.Background(), shapers.Action{Target: target, Desired: shapers.Desired{Replicas: shapers.Int(1)}, Reason: "x"})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return alive(a) != alive(b) }, 30*time.Second, 10*time.Millisecond, "one adopted replica stopped")
+	require.Eventually(t, func() bool { return len(s.PIDs("adopt")) == 1 }, 30*time.Second, 10*time.Millisecond)
+	require.NoError(t, s.Close(context.Background()))
+	require.False(t, alive(a) || alive(b), "Close stops the adopted replicas too")
+	files, _ := os.ReadDir(dir)
+	require.Empty(t, files, "no record outlives its replica")
+}
+
+// zombie reports whether pid has exited but not been reaped.
+func zombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i < 0 || bytes.HasPrefix(bytes.TrimSpace(b[i+1:]), []byte("Z"))
 }
