@@ -5,7 +5,9 @@ package testproc
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
+	"os"
 	"os/exec"
 	"sync"
 	"syscall"
@@ -48,9 +50,19 @@ type Proc struct {
 // Start starts bin; it is killed if the test binary dies.
 func Start(name, bin string, args ...string) (*Proc, error) {
 	p := &Proc{Name: name, Log: &Log{}, cmd: exec.Command(bin, args...), done: make(chan struct{})}
-	p.cmd.Stdout, p.cmd.Stderr = p.Log, p.Log
+	// The output goes through a pipe the process holds as a file, so that
+	// its exit is noticed when it exits, even while children it left behind
+	// (a killed control worker's replicas) still hold and write to the pipe.
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	go func() { _, _ = io.Copy(p.Log, r); r.Close() }()
+	p.cmd.Stdout, p.cmd.Stderr = w, w
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
+	err = p.cmd.Start()
+	w.Close()
+	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	go func() {

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -45,10 +46,10 @@ const (
 	maxReplicas  = 2
 	fleet        = headstart.DefaultFleet
 	pool         = "local"
-	// orphanGrace is how long a killed control worker's replicas may take
-	// to finish their activities and exit: the sample worker's stop timeout
-	// (10 s) and a margin for a busy machine.
-	orphanGrace = 25 * time.Second
+	// excessGrace is how long more replicas than planned may run: a
+	// stopping one takes up to the sample worker's stop timeout (10 s) to
+	// finish its activities and exit; the rest is margin for a busy machine.
+	excessGrace = 25 * time.Second
 	// staleBound is the most stale_after_s may be: the forecaster's
 	// activities on a killed worker time out within 10 s, the coordinator's
 	// tick is 1 s; the rest is margin for a busy machine.
@@ -76,7 +77,7 @@ func TestChaosLosesNothingAndNeverFailsUserWork(t *testing.T) {
 	r := newRun(t, ctx)
 	r.startServer()
 	r.buildAndStart()
-	r.waitFor(3*time.Minute, "the chain to replicate Transform", func() bool { return len(r.replicas(r.controlPID())) > 0 })
+	r.waitFor(3*time.Minute, "the chain to replicate Transform", func() bool { return len(r.replicaProcs()) > 0 })
 
 	events := slices.Repeat([]string{"kill"}, *kills)
 	events = append(events, slices.Repeat([]string{"restart"}, *restarts)...)
@@ -143,7 +144,6 @@ type run struct {
 	lost, leaked, double int
 	missingSince         map[string]time.Time // held key → when first seen missing from the ledger
 	counted              map[string]bool      // what is already counted, by kind/key
-	orphans              map[int]time.Time    // replica PID → when its control worker died
 	excessSince          time.Time            // since when more than maxReplicas replicas run
 
 	stopStart, stopMon   context.CancelFunc
@@ -159,7 +159,7 @@ func newRun(t *testing.T, ctx context.Context) *run {
 		t: t, ctx: ctx, dir: dir, bin: filepath.Join(dir, "bin"),
 		srvOpts: temporaltest.Options{HostPort: fmt.Sprintf("127.0.0.1:%d", port), DBFilename: filepath.Join(dir, "temporal.db")},
 		apiKey:  fmt.Sprintf("hs-chaos-secret-%x", rand.Uint64()),
-		expected: map[string]bool{}, missingSince: map[string]time.Time{}, counted: map[string]bool{}, orphans: map[int]time.Time{},
+		expected: map[string]bool{}, missingSince: map[string]time.Time{}, counted: map[string]bool{},
 	}
 }
 
@@ -205,6 +205,7 @@ func (r *run) buildAndStart() {
 	r.t.Setenv("HEADSTART_BIN", r.bin)
 	r.t.Setenv("TEMPORAL_API_KEY", r.apiKey)
 	r.t.Setenv("TEMPORAL_TLS", "false")
+	r.t.Setenv("XDG_STATE_HOME", filepath.Join(r.dir, "state")) // where the control worker records its replicas
 	r.startControl()
 	metrics := testproc.FreePort(r.t)
 	w, err := testproc.Start("sample worker", filepath.Join(r.bin, "worker"), "-address", r.srvOpts.HostPort, "-metrics-address", fmt.Sprintf("127.0.0.1:%d", metrics))
@@ -242,30 +243,16 @@ func (r *run) startControl() {
 	r.mu.Unlock()
 }
 
-func (r *run) controlPID() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.control.Pid()
-}
-
 // killControl kills the control worker with SIGKILL and starts another
 // after down.
 func (r *run) killControl(down time.Duration) {
 	r.mu.Lock()
 	old := r.control
 	r.mu.Unlock()
-	pid := old.Pid()
-	died := time.Now()
-	orphans := r.replicas(pid)
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+	if err := syscall.Kill(old.Pid(), syscall.SIGKILL); err != nil {
 		r.t.Fatalf("kill the control worker: %v", err)
 	}
 	r.waitFor(30*time.Second, "the killed control worker to exit", func() bool { return old.Exited() != nil })
-	r.mu.Lock()
-	for _, o := range orphans {
-		r.orphans[o] = died
-	}
-	r.mu.Unlock()
 	pause(r.ctx, down)
 	r.startControl()
 }
@@ -276,12 +263,11 @@ func (r *run) killControl(down time.Duration) {
 func (r *run) killReplica() {
 	var victim int
 	r.waitFor(2*time.Minute, "a replica to kill", func() bool {
-		rs := r.replicas(r.controlPID())
-		if len(rs) == 0 {
-			return false
+		for pid := range r.replicaProcs() {
+			victim = pid
+			return true
 		}
-		victim = rs[0]
-		return true
+		return false
 	})
 	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 		r.t.Fatalf("kill replica %d: %v", victim, err)
@@ -302,20 +288,9 @@ func (r *run) killReplica() {
 	}
 }
 
-// replicas lists the PIDs of replica processes whose parent is parent.
-func (r *run) replicas(parent int) []int {
-	var out []int
-	for pid, ppid := range r.replicaProcs() {
-		if ppid == parent {
-			out = append(out, pid)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
 // replicaProcs maps every live replica process of the run's worker binary
-// polling replicaQueue to its parent's PID.
+// polling replicaQueue, whoever its parent (a killed control worker's are
+// adopted by the next), to its parent's PID.
 func (r *run) replicaProcs() map[int]int {
 	out := map[int]int{}
 	entries, _ := os.ReadDir("/proc")
@@ -406,41 +381,24 @@ func (r *run) monitor(ctx context.Context) {
 
 func (r *run) sampleReplicas() {
 	procs := r.replicaProcs()
-	control := r.controlPID()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var current []int
-	for pid, ppid := range procs {
-		if ppid == control {
-			current = append(current, pid)
-			continue
-		}
-		died, known := r.orphans[pid]
-		if !known {
-			continue // a replica of a control worker that is starting or was stopped by the test
-		}
-		if time.Since(died) > orphanGrace && !r.counted[fmt.Sprint("orphan/", pid)] {
-			r.counted[fmt.Sprint("orphan/", pid)] = true
-			r.double++
-			r.t.Logf("double action: replica %d still runs %v after its control worker died", pid, time.Since(died).Round(time.Second))
-		}
-	}
 	// A replica the shaper stops takes up to its stop timeout to exit, and
 	// may overlap a new one: only an excess that outlasts that counts.
-	if len(current) <= maxReplicas {
+	if len(procs) <= maxReplicas {
 		r.excessSince = time.Time{}
 		return
 	}
 	if r.excessSince.IsZero() {
 		r.excessSince = time.Now()
 	}
-	if time.Since(r.excessSince) > orphanGrace {
-		slices.Sort(current)
-		for _, pid := range current[maxReplicas:] {
+	if time.Since(r.excessSince) > excessGrace {
+		pids := slices.Sorted(maps.Keys(procs))
+		for _, pid := range pids[maxReplicas:] {
 			if k := fmt.Sprint("extra/", pid); !r.counted[k] {
 				r.counted[k] = true
 				r.double++
-				r.t.Logf("double action: replicas %v under one control worker for %v, at most %d planned", current, orphanGrace, maxReplicas)
+				r.t.Logf("double action: replicas %v for %v, at most %d planned", pids, excessGrace, maxReplicas)
 			}
 		}
 	}

@@ -12,9 +12,9 @@
 //
 //   - lost_reservations: a reservation the coordinator holds that the
 //     ledger no longer has, or one the ledger still holds past its expiry;
-//   - double_actions: replica processes beyond what the plan asks (more
-//     than the largest level under one control worker), or replicas of a
-//     killed control worker still running past their stop timeout;
+//   - double_actions: replica processes beyond the largest level planned,
+//     for longer than a stopping replica takes to exit (a restarted control
+//     worker adopts the replicas of the one killed; it must not start more);
 //   - user_failures: pipelines that did not complete, and activity
 //     attempts retried for any reason but a replica the run killed itself;
 //   - stale_after_s: seconds from the end of the last disruption until the
