@@ -7,8 +7,10 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
 	"github.com/headstart-dev/headstart"
@@ -165,7 +167,11 @@ func startOrAttach(ctx context.Context, c client.Client, id, queue, workflowType
 
 // setCapacity sets a running ledger's capacity when it differs.
 func setCapacity(ctx context.Context, c client.Client, id string, capacity resources.Vector) (bool, error) {
-	pool, err := activities.Query[headstart.PoolStatus](ctx, c, id, headstart.QueryPool)
+	var pool headstart.PoolStatus
+	err := untilAnswered(ctx, func() (err error) {
+		pool, err = activities.Query[headstart.PoolStatus](ctx, c, id, headstart.QueryPool)
+		return err
+	})
 	if err != nil {
 		return false, err
 	}
@@ -177,4 +183,26 @@ func setCapacity(ctx context.Context, c client.Client, id string, capacity resou
 		return false, err
 	}
 	return true, nil
+}
+
+// untilAnswered runs query until it succeeds, fails for a reason waiting
+// does not cure, or ctx ends. A query fails at once while the workflow's
+// worker has no poller connected — this very process, reconnecting after
+// the server restarted — which a moment cures.
+func untilAnswered(ctx context.Context, query func() error) error {
+	wait := 100 * time.Millisecond
+	for {
+		err := query()
+		var precondition *serviceerror.FailedPrecondition
+		var unavailable *serviceerror.Unavailable
+		if err == nil || !(errors.As(err, &precondition) || errors.As(err, &unavailable)) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
 }
