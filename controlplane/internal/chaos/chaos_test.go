@@ -249,7 +249,9 @@ func (r *run) killControl(down time.Duration) {
 	r.mu.Lock()
 	old := r.control
 	r.mu.Unlock()
-	if err := syscall.Kill(old.Pid(), syscall.SIGKILL); err != nil {
+	if err := old.Exited(); err != nil {
+		r.t.Errorf("the control worker exited by itself: %v\n%s", err, old.Log.Tail(6000))
+	} else if err := syscall.Kill(old.Pid(), syscall.SIGKILL); err != nil {
 		r.t.Fatalf("kill the control worker: %v", err)
 	}
 	r.waitFor(30*time.Second, "the killed control worker to exit", func() bool { return old.Exited() != nil })
@@ -496,6 +498,8 @@ func (r *run) settle() {
 	}
 	if len(after.State.Held) > 0 {
 		r.t.Errorf("the coordinator still holds %v 3 minutes after every run closed; its decisions: %+v", after.State.Held, decisions)
+		r.describe(coord)
+		r.describe(headstart.LedgerWorkflowID(pool))
 	}
 }
 
@@ -689,6 +693,28 @@ func (r *run) diagnose() {
 	log := r.control.Log.Tail(8192)
 	r.mu.Unlock()
 	r.t.Logf("replicas: %v; the control worker's log:\n%s", r.replicaProcs(), log)
+}
+
+// describe logs a workflow's pending activities and workflow task, and
+// the newest lines of the control worker's log.
+func (r *run) describe(id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d, err := r.c.DescribeWorkflowExecution(ctx, id, "")
+	if err != nil {
+		r.t.Logf("describe %s: %v", id, err)
+		return
+	}
+	for _, a := range d.GetPendingActivities() {
+		r.t.Logf("%s: pending activity %s (%s) attempt %d, state %s, last failure %q", id, a.GetActivityId(), a.GetActivityType().GetName(), a.GetAttempt(), a.GetState(), a.GetLastFailure().GetMessage())
+	}
+	if t := d.GetPendingWorkflowTask(); t != nil {
+		r.t.Logf("%s: pending workflow task, attempt %d, state %s", id, t.GetAttempt(), t.GetState())
+	}
+	r.mu.Lock()
+	log := r.control.Log.Tail(6000)
+	r.mu.Unlock()
+	r.t.Logf("the control worker's log:\n%s", log)
 }
 
 // pause waits d or until ctx is done: the disruptions' schedule, not a
