@@ -153,6 +153,11 @@ chaos: temporal ## the chain under SIGKILLs of the control worker, dev server re
 	@out=$$(mktemp); cd $(CP) && $(GO) test -count=1 -timeout 40m -run TestChaos -v ./internal/chaos/ -args $(CHAOS_FLAGS) 2>&1 | tee $$out; \
 		status=$${PIPESTATUS[0]}; line=$$(grep '^chaos ' $$out | tail -1); rm -f $$out; test -n "$$line" && echo "$$line"; exit $$status
 
+.PHONY: bench-latency
+bench-latency: temporal ## a profiled worker's activity latency with the control plane healthy, dead and slowed 10x by a cgroup (root)
+	@out=$$(mktemp); cd $(CP) && $(GO) test -run '^$$' -bench BenchmarkActivityLatencyWhateverTheControlPlane -benchtime 1x -timeout 30m ./internal/benchprofiler/ | tee $$out; \
+		line=$$(grep '^latency ' $$out | tail -1); rm -f $$out; test -n "$$line" && echo "$$line"
+
 .PHONY: bench-forecaster
 bench-forecaster: temporal ## 100,000 observations across 1,000 stages into a forecaster on a real dev server
 	@out=$$(mktemp); cd $(CP) && $(GO) test -run '^$$' -bench BenchmarkForecasterOnDevServer -benchtime 1x ./forecaster/ | tee $$out; \

@@ -187,15 +187,18 @@ func setCapacity(ctx context.Context, c client.Client, id string, capacity resou
 
 // untilAnswered runs query until it succeeds, fails for a reason waiting
 // does not cure, or ctx ends. A query fails at once while the workflow's
-// worker has no poller connected — this very process, reconnecting after
-// the server restarted — which a moment cures.
+// worker has no poller connected, or times out while it reconnects — this
+// very process, after the server restarted — which a moment cures.
 func untilAnswered(ctx context.Context, query func() error) error {
 	wait := 100 * time.Millisecond
 	for {
 		err := query()
 		var precondition *serviceerror.FailedPrecondition
 		var unavailable *serviceerror.Unavailable
-		if err == nil || !(errors.As(err, &precondition) || errors.As(err, &unavailable)) {
+		var timedOut *serviceerror.DeadlineExceeded
+		transient := errors.As(err, &precondition) || errors.As(err, &unavailable) || errors.As(err, &timedOut) ||
+			(errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil) // an attempt's own deadline
+		if err == nil || !transient {
 			return err
 		}
 		select {
