@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
+	sdkworker "go.temporal.io/sdk/worker"
 
 	"github.com/headstart-dev/headstart"
 	"github.com/headstart-dev/headstart/controlplane"
@@ -67,4 +68,11 @@ func TestABacklogIsTakenInTaskByTaskOrShedNeverFailed(t *testing.T) {
 	}
 	t.Logf("%d workflow tasks; %d ended to take in the rest in the next", tasks, yields)
 	require.Greater(t, yields, 2, "the backlog was taken in chunks")
+
+	// Its history, chunks, yields and all, replays against the code.
+	h, err := temporaltest.History(ctx, c, id, "")
+	require.NoError(t, err)
+	replayer := sdkworker.NewWorkflowReplayer()
+	controlplane.RegisterWorkflows(replayer)
+	require.NoError(t, replayer.ReplayWorkflowHistory(nil, h))
 }

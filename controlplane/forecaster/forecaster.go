@@ -213,11 +213,13 @@ func Workflow(ctx workflow.Context, in headstart.ForecasterInput) error {
 				})
 			}
 		}
-		if behind = behind + 1; !pending || ingestVersion < 2 || behind%publishEvery == 0 {
-			publish()
-		}
-		if !pending {
+		if pending {
+			behind++
+		} else {
 			behind = 0
+		}
+		if behind%publishEvery == 0 || ingestVersion < 2 {
+			publish()
 		}
 		info := workflow.GetInfo(ctx)
 		if info.GetContinueAsNewSuggested() || batches >= st.opts.MaxSignalsPerRun || info.GetCurrentHistorySize() >= st.opts.MaxHistoryBytes {

@@ -102,7 +102,28 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		}
 		uiPort = fmt.Sprint(p)
 	}
-	dev, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
+	// The CLI picks its other ports (HTTP API, metrics) free when it starts,
+	// and a busy machine's other tests may take one before it binds: a
+	// start that fails is tried again, up to three times.
+	var dev *testsuite.DevServer
+	for attempt := 1; ; attempt++ {
+		dev, err = startDev(ctx, cli, opts, uiPort, out)
+		if err == nil || attempt == 3 || ctx.Err() != nil {
+			break
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("start temporal dev server %s: %w\n%s", cli, err, out.Tail(4096))
+	}
+	s := &Server{dev: dev, namespace: opts.Namespace, logger: opts.Logger, output: out}
+	if opts.UI {
+		s.ui = "127.0.0.1:" + uiPort
+	}
+	return s, nil
+}
+
+func startDev(ctx context.Context, cli string, opts Options, uiPort string, out *testproc.Log) (*testsuite.DevServer, error) {
+	return testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
 		EnableUI:         opts.UI,
 		UIPort:           uiPort,
 		ExistingPath:     cli,
@@ -113,14 +134,6 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		Stdout:           out,
 		Stderr:           out,
 	})
-	if err != nil {
-		return nil, fmt.Errorf("start temporal dev server %s: %w\n%s", cli, err, out.Tail(4096))
-	}
-	s := &Server{dev: dev, namespace: opts.Namespace, logger: opts.Logger, output: out}
-	if opts.UI {
-		s.ui = "127.0.0.1:" + uiPort
-	}
-	return s, nil
 }
 
 // UIAddress is the Web UI's host:port ("" unless Options.UI).
