@@ -4,7 +4,7 @@
 // sample's profiled worker, and pipelines started at a steady rate, while
 // the control worker is killed with SIGKILL, the dev server is restarted
 // and replicas die. `make chaos` runs it at full strength (20 kills, 5
-// restarts); `make test` runs a shorter one. It ends with the line
+// restarts; the flags choose; `go test` alone, 3 and 1). It ends with the line
 //
 //	chaos kills=K restarts=R lost_reservations=L double_actions=D user_failures=U stale_after_s=S …
 //
