@@ -712,6 +712,9 @@ func (r *run) describe(id string) {
 		r.t.Logf("describe %s: %v", id, err)
 		return
 	}
+	info := d.GetWorkflowExecutionInfo()
+	r.t.Logf("%s: run %s is %s, %d events, started %v, closed %v", id, info.GetExecution().GetRunId(), info.GetStatus(),
+		info.GetHistoryLength(), info.GetStartTime().AsTime(), info.GetCloseTime().AsTime())
 	for _, a := range d.GetPendingActivities() {
 		r.t.Logf("%s: pending activity %s (%s) attempt %d, state %s, last failure %q", id, a.GetActivityId(), a.GetActivityType().GetName(), a.GetAttempt(), a.GetState(), a.GetLastFailure().GetMessage())
 	}
