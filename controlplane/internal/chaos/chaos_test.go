@@ -26,6 +26,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/headstart-dev/headstart"
+	"github.com/headstart-dev/headstart/controlplane/activities"
 	"github.com/headstart-dev/headstart/controlplane/coordinator"
 	"github.com/headstart-dev/headstart/controlplane/samples/pipeline"
 	"github.com/headstart-dev/headstart/internal/temporaltest"
@@ -164,8 +165,8 @@ func newRun(t *testing.T, ctx context.Context) *run {
 	port := testproc.FreePort(t)
 	return &run{
 		t: t, ctx: ctx, dir: dir, bin: filepath.Join(dir, "bin"),
-		srvOpts: temporaltest.Options{HostPort: fmt.Sprintf("127.0.0.1:%d", port), DBFilename: filepath.Join(dir, "temporal.db")},
-		apiKey:  fmt.Sprintf("hs-chaos-secret-%x", rand.Uint64()),
+		srvOpts:  temporaltest.Options{HostPort: fmt.Sprintf("127.0.0.1:%d", port), DBFilename: filepath.Join(dir, "temporal.db")},
+		apiKey:   fmt.Sprintf("hs-chaos-secret-%x", rand.Uint64()),
 		expected: map[string]bool{}, missingSince: map[string]time.Time{}, counted: map[string]bool{},
 	}
 }
@@ -417,14 +418,14 @@ func (r *run) sampleReplicas() {
 // ledger holds. A held key missing from the ledger for lostAfter is lost;
 // a reservation held 10 s past its expiry leaked.
 func (r *run) sampleReservations(ctx context.Context) {
-	var held coordinator.Status
-	var reservations []headstart.Reservation
 	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if query(qctx, r.c, headstart.CoordinatorWorkflowID(fleet), headstart.QueryCoordinatorState, &held) != nil {
+	held, err := activities.Query[coordinator.Status](qctx, r.c, headstart.CoordinatorWorkflowID(fleet), headstart.QueryCoordinatorState)
+	if err != nil {
 		return
 	}
-	if query(qctx, r.c, headstart.LedgerWorkflowID(pool), headstart.QueryReservations, &reservations) != nil {
+	reservations, err := activities.Query[[]headstart.Reservation](qctx, r.c, headstart.LedgerWorkflowID(pool), headstart.QueryReservations)
+	if err != nil {
 		return
 	}
 	now := time.Now()
@@ -470,11 +471,12 @@ func (r *run) settle() {
 	deadline := time.Now().Add(settleWithin)
 	for {
 		ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
-		err := errors.Join(
-			query(ctx, r.c, coord, headstart.QueryCoordinatorState, &before),
-			query(ctx, r.c, headstart.LedgerWorkflowID(pool), headstart.QueryReservations, &reservations),
-			query(ctx, r.c, coord, headstart.QueryCoordinatorState, &after),
-			query(ctx, r.c, coord, headstart.QueryDecisions, &decisions))
+		var errs [4]error
+		before, errs[0] = activities.Query[coordinator.Status](ctx, r.c, coord, headstart.QueryCoordinatorState)
+		reservations, errs[1] = activities.Query[[]headstart.Reservation](ctx, r.c, headstart.LedgerWorkflowID(pool), headstart.QueryReservations)
+		after, errs[2] = activities.Query[coordinator.Status](ctx, r.c, coord, headstart.QueryCoordinatorState)
+		decisions, errs[3] = activities.Query[[]coordinator.Decision](ctx, r.c, coord, headstart.QueryDecisions)
+		err := errors.Join(errs[:]...)
 		cancel()
 		if err == nil && len(reservations) == 0 && len(after.State.Held) == 0 {
 			return
@@ -510,20 +512,12 @@ func (r *run) settle() {
 	}
 }
 
-func query(ctx context.Context, c client.Client, id, name string, out any) error {
-	v, err := c.QueryWorkflow(ctx, id, "", name)
-	if err != nil {
-		return err
-	}
-	return v.Get(out)
-}
-
 // observed is the forecaster's count of observations taken in, if it answers.
 func (r *run) observed() (int64, bool) {
 	ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
 	defer cancel()
-	var s headstart.ForecasterStatus
-	if query(ctx, r.c, headstart.ForecasterWorkflowID(fleet), headstart.QueryStatus, &s) != nil {
+	s, err := activities.Query[headstart.ForecasterStatus](ctx, r.c, headstart.ForecasterWorkflowID(fleet), headstart.QueryStatus)
+	if err != nil {
 		return 0, false
 	}
 	return s.Observed, true
@@ -539,8 +533,8 @@ func (r *run) waitFresh(before int64, since time.Time) time.Duration {
 		}
 		ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
 		defer cancel()
-		var preds []headstart.Prediction
-		return query(ctx, r.c, headstart.ForecasterWorkflowID(fleet), headstart.QueryPredictions, &preds) == nil && len(preds) > 0
+		preds, err := activities.Query[[]headstart.Prediction](ctx, r.c, headstart.ForecasterWorkflowID(fleet), headstart.QueryPredictions)
+		return err == nil && len(preds) > 0
 	})
 	return time.Since(since)
 }
@@ -692,10 +686,10 @@ func (r *run) diagnose() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	coord := headstart.CoordinatorWorkflowID(fleet)
-	var st coordinator.Status
-	var decisions []coordinator.Decision
-	r.t.Logf("coordinator state: %v %+v", query(ctx, r.c, coord, headstart.QueryCoordinatorState, &st), st.State)
-	r.t.Logf("coordinator decisions: %v %+v", query(ctx, r.c, coord, headstart.QueryDecisions, &decisions), decisions)
+	st, err := activities.Query[coordinator.Status](ctx, r.c, coord, headstart.QueryCoordinatorState)
+	r.t.Logf("coordinator state: %v %+v", err, st.State)
+	decisions, err := activities.Query[[]coordinator.Decision](ctx, r.c, coord, headstart.QueryDecisions)
+	r.t.Logf("coordinator decisions: %v %+v", err, decisions)
 	r.mu.Lock()
 	log := r.control.Log.Tail(8192)
 	r.mu.Unlock()
