@@ -154,10 +154,10 @@ type run struct {
 	counted              map[string]bool      // what is already counted, by kind/key
 	excessSince          time.Time            // since when more than maxReplicas replicas run
 
-	stopStart, stopMon   context.CancelFunc
-	startDone, monDone   chan struct{}
-	workerMetrics        string
-	controlMetricsAddrFn func() string
+	stopStart, stopMon context.CancelFunc
+	startDone, monDone chan struct{}
+	workerMetrics      string
+	controlMetrics     string // the current control worker's /metrics
 }
 
 func newRun(t *testing.T, ctx context.Context) *run {
@@ -247,7 +247,7 @@ func (r *run) startControl() {
 	r.mu.Lock()
 	r.control = p
 	r.logs = append(r.logs, p.Log)
-	r.controlMetricsAddrFn = func() string { return fmt.Sprintf("http://127.0.0.1:%d/metrics", metrics) }
+	r.controlMetrics = fmt.Sprintf("http://127.0.0.1:%d/metrics", metrics)
 	r.mu.Unlock()
 }
 
@@ -620,7 +620,7 @@ func (r *run) checkNoLeaks() {
 	for _, l := range r.logs {
 		texts = append(texts, l.Tail(1<<20))
 	}
-	metricsURLs := []string{r.workerMetrics, r.controlMetricsAddrFn()}
+	metricsURLs := []string{r.workerMetrics, r.controlMetrics}
 	canaries := []string{r.apiKey}
 	for k := range r.counted {
 		if d, ok := strings.CutPrefix(k, "canary/"); ok {
