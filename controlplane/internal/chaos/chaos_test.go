@@ -22,6 +22,7 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	sdkpb "go.temporal.io/api/sdk/v1"
+	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
@@ -147,7 +148,7 @@ type run struct {
 	control  *testproc.Proc
 	logs     []*testproc.Log // every control worker's, and the sample worker's
 	runs     []string        // workflow IDs started
-	expected map[string]bool // "workflowID/activityID" of attempts a killed replica ran
+	expected map[string]string // "workflowID/activityID" → the disruption its attempts were exposed to
 	// what the monitor counted
 	lost, leaked, double int
 	missingSince         map[string]time.Time // held key → when first seen missing from the ledger
@@ -167,7 +168,7 @@ func newRun(t *testing.T, ctx context.Context) *run {
 		t: t, ctx: ctx, dir: dir, bin: filepath.Join(dir, "bin"),
 		srvOpts:  temporaltest.Options{HostPort: fmt.Sprintf("127.0.0.1:%d", port), DBFilename: filepath.Join(dir, "temporal.db")},
 		apiKey:   fmt.Sprintf("hs-chaos-secret-%x", rand.Uint64()),
-		expected: map[string]bool{}, missingSince: map[string]time.Time{}, counted: map[string]bool{},
+		expected: map[string]string{}, missingSince: map[string]time.Time{}, counted: map[string]bool{},
 	}
 }
 
@@ -193,11 +194,23 @@ func (r *run) startServer() {
 	}
 }
 
+// restartServer stops the dev server and starts it again on the same file.
+// The activities in flight meanwhile are the run's doing: a worker's
+// heartbeats and results cannot reach a stopped server, and a task the
+// server handed a poll as it stopped is retried after its heartbeat
+// timeout (server 1.29 does not complete polls on shutdown).
 func (r *run) restartServer() {
+	all := func(*workflowpb.PendingActivityInfo) bool { return true }
+	r.expose("in flight when the dev server stopped", all)
+	stopped := time.Now()
 	if err := r.srv.Stop(); err != nil {
 		r.t.Fatalf("stop the dev server: %v", err)
 	}
 	r.startServer()
+	// Scheduled or started before the server stopped, and not seen above.
+	r.expose("in flight when the dev server stopped", func(a *workflowpb.PendingActivityInfo) bool {
+		return a.GetScheduledTime().AsTime().Before(stopped) || (a.GetLastStartedTime() != nil && a.GetLastStartedTime().AsTime().Before(stopped))
+	})
 }
 
 // buildAndStart builds the binaries, starts the control worker and the
@@ -283,17 +296,29 @@ func (r *run) killReplica() {
 		r.t.Fatalf("kill replica %d: %v", victim, err)
 	}
 	identity := fmt.Sprintf("%d@", victim)
+	r.expose(fmt.Sprintf("ran by replica %d, which the run killed", victim), func(a *workflowpb.PendingActivityInfo) bool {
+		return strings.HasPrefix(a.GetLastWorkerIdentity(), identity)
+	})
+}
+
+// expose notes the pending activities of the started pipelines that match
+// as hit by one of the run's own disruptions (why): their retries are not
+// user failures.
+func (r *run) expose(why string, match func(*workflowpb.PendingActivityInfo) bool) {
 	for _, id := range r.started() {
-		d, err := r.c.DescribeWorkflowExecution(r.ctx, id, "")
+		ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
+		d, err := r.c.DescribeWorkflowExecution(ctx, id, "")
+		cancel()
 		if err != nil {
-			continue // closed runs ran nothing there now; a failed describe is retried below
+			continue // a closed run has nothing pending
 		}
 		for _, a := range d.GetPendingActivities() {
-			if strings.HasPrefix(a.GetLastWorkerIdentity(), identity) {
-				r.mu.Lock()
-				r.expected[id+"/"+a.GetActivityId()] = true
-				r.mu.Unlock()
+			key := id + "/" + a.GetActivityId()
+			r.mu.Lock()
+			if _, seen := r.expected[key]; !seen && match(a) {
+				r.expected[key] = why
 			}
+			r.mu.Unlock()
 		}
 	}
 }
@@ -578,9 +603,12 @@ func (r *run) userFailures() int {
 				a := e.GetActivityTaskStartedEventAttributes()
 				key := id + "/" + scheduled[a.GetScheduledEventId()]
 				r.mu.Lock()
-				expected := r.expected[key]
+				why, expected := r.expected[key]
 				r.mu.Unlock()
-				if a.GetAttempt() > 1 && !expected {
+				switch {
+				case a.GetAttempt() > 1 && expected:
+					r.t.Logf("%s ran %d times, %s; the last failure: %s", key, a.GetAttempt(), why, a.GetLastFailure().GetMessage())
+				case a.GetAttempt() > 1:
 					n += int(a.GetAttempt()) - 1
 					r.t.Logf("user failure: %s ran %d times; the last failure: %s", key, a.GetAttempt(), a.GetLastFailure().GetMessage())
 				}
@@ -715,6 +743,21 @@ func (r *run) describe(id string) {
 	if t := d.GetPendingWorkflowTask(); t != nil {
 		r.t.Logf("%s: pending workflow task, attempt %d, state %s", id, t.GetAttempt(), t.GetState())
 	}
+	// Where the run is: its newest events.
+	var last []string
+	iter := r.c.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for iter.HasNext() {
+		e, err := iter.Next()
+		if err != nil {
+			r.t.Logf("history of %s: %v", id, err)
+			break
+		}
+		last = append(last, fmt.Sprintf("%d %s %s", e.GetEventId(), e.GetEventTime().AsTime().Format(time.TimeOnly), e.GetEventType()))
+		if len(last) > 12 {
+			last = last[1:]
+		}
+	}
+	r.t.Logf("%s: newest events (it is %s now):\n%s", id, time.Now().Format(time.TimeOnly), strings.Join(last, "\n"))
 	r.mu.Lock()
 	log := r.control.Log.Tail(6000)
 	r.mu.Unlock()

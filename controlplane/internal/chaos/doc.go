@@ -16,7 +16,9 @@
 //     for longer than a stopping replica takes to exit (a restarted control
 //     worker adopts the replicas of the one killed; it must not start more);
 //   - user_failures: pipelines that did not complete, and activity
-//     attempts retried for any reason but a replica the run killed itself;
+//     attempts retried for any reason but the run's own disruptions of user
+//     work: a replica it killed, or a dev server it stopped while the
+//     activity was in flight (each such retry is logged with its cause);
 //   - stale_after_s: seconds from the end of the last disruption until the
 //     forecaster answers with predictions and has taken in new observations.
 //
