@@ -9,9 +9,11 @@ import (
 
 	"github.com/stretchr/testify/require"
 	commonpb "go.temporal.io/api/common/v1"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/headstart-dev/headstart"
@@ -130,4 +132,63 @@ func TestMigrateNeedsAMigrator(t *testing.T) {
 
 func converterGet(p *commonpb.Payload, v any) error {
 	return converter.GetDefaultDataConverter().FromPayload(p, v)
+}
+
+// scheduleOn runs n "Wait" activities on queue and waits for them.
+func scheduleOn(ctx workflow.Context, queue string, n int) error {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{TaskQueue: queue, StartToCloseTimeout: time.Minute})
+	var fs []workflow.Future
+	for range n {
+		fs = append(fs, workflow.ExecuteActivity(ctx, "Wait"))
+	}
+	for _, f := range fs {
+		if err := f.Get(ctx, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// backlogOf asks the coordinator's Backlog activity about queue.
+func backlogOf(ctx workflow.Context, queue string) (int64, error) {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Second})
+	var ctl *coordinator.Activities
+	var n int64
+	err := workflow.ExecuteActivity(ctx, ctl.Backlog, queue).Get(ctx, &n)
+	return n, err
+}
+
+// TestBacklogCountsTheTasksWaitingForReplicas: the coordinator's Backlog,
+// which a retiring stage's replicas wait on before they stop, counts the
+// activity tasks queued where nobody polls, and none once a worker took them.
+func TestBacklogCountsTheTasksWaitingForReplicas(t *testing.T) {
+	srv := temporaltest.Shared(t)
+	c := srv.Client()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	opts := controlplane.Options{TaskQueue: "headstart-backlog-it"}
+	w, err := controlplane.NewWorker(c, opts)
+	require.NoError(t, err)
+	w.RegisterWorkflowWithOptions(scheduleOn, workflow.RegisterOptions{Name: "ScheduleOn"})
+	w.RegisterWorkflowWithOptions(backlogOf, workflow.RegisterOptions{Name: "BacklogOf"})
+	require.NoError(t, w.Start())
+	defer w.Stop()
+	backlog := func() int64 {
+		run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: opts.TaskQueue}, "BacklogOf", "replicas-backlog-it")
+		require.NoError(t, err)
+		var n int64
+		require.NoError(t, run.Get(ctx, &n))
+		return n
+	}
+
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: opts.TaskQueue}, "ScheduleOn", "replicas-backlog-it", 3)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return backlog() == 3 }, time.Minute, 200*time.Millisecond, "three tasks wait where nobody polls")
+
+	replicas := worker.New(c, "replicas-backlog-it", worker.Options{})
+	replicas.RegisterActivityWithOptions(func(context.Context) error { return nil }, activity.RegisterOptions{Name: "Wait"})
+	require.NoError(t, replicas.Start())
+	defer replicas.Stop()
+	require.NoError(t, run.Get(ctx, nil))
+	require.Eventually(t, func() bool { return backlog() == 0 }, time.Minute, 200*time.Millisecond, "none once a worker took them")
 }

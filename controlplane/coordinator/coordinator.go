@@ -10,6 +10,10 @@ import (
 	"strings"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
+	taskqueuepb "go.temporal.io/api/taskqueue/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -213,12 +217,22 @@ type Retiring struct {
 	Target shapers.Target
 	Since  time.Time // when its route was withdrawn
 	Reason string    // why its replicas stop
+	// Queue its replicas poll, if routed: they stop once its backlog is
+	// drained (or MaxDrain after Since), so that no task routed there
+	// before the route went is stranded.
+	Queue string `json:",omitempty"`
 }
 
 // RouteGrace is how long a stage's route is withdrawn before its replicas
 // are stopped, so that workers syncing their routes (every second by
 // default) no longer send it tasks there.
 const RouteGrace = 5 * time.Second
+
+// MaxDrain is how long a retiring stage's replicas keep serving the tasks
+// still queued for them after its route went, before they are stopped
+// whatever the backlog: a bound on what a backlog count that never reaches
+// zero can hold.
+const MaxDrain = 10 * time.Minute
 
 // ReconcileEvery is how many ticks pass between re-applications of every
 // replicated stage's plan, so that a target that lost its replicas (a
@@ -276,6 +290,28 @@ func (a *Activities) Snapshot(ctx context.Context, in SnapshotInput) (Snapshot, 
 		return Snapshot{}, err
 	}
 	return snapshotFrom(preds, inst, pool, in, time.Now()), nil
+}
+
+// ErrNoBacklogStats is returned by Backlog when the server does not report
+// task queue statistics (servers before 1.25).
+var ErrNoBacklogStats = errors.New("coordinator: the server reports no task queue statistics")
+
+// Backlog is how many activity tasks wait in queue, as the server counts
+// them (approximately), in the namespace of the workflow asking.
+func (a *Activities) Backlog(ctx context.Context, queue string) (int64, error) {
+	resp, err := a.Client.WorkflowService().DescribeTaskQueue(ctx, &workflowservice.DescribeTaskQueueRequest{
+		Namespace:     activity.GetInfo(ctx).Namespace,
+		TaskQueue:     &taskqueuepb.TaskQueue{Name: queue, Kind: enumspb.TASK_QUEUE_KIND_NORMAL},
+		TaskQueueType: enumspb.TASK_QUEUE_TYPE_ACTIVITY,
+		ReportStats:   true,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("describe task queue %s: %w", queue, err)
+	}
+	if resp.GetStats() == nil {
+		return 0, ErrNoBacklogStats
+	}
+	return resp.GetStats().GetApproximateBacklogCount(), nil
 }
 
 // snapshotFrom aggregates running instances into upcoming stages. A stage's
@@ -533,7 +569,7 @@ func Workflow(ctx workflow.Context, in Input) error {
 			if plan.Replicas == 0 && prev.Replicas > 0 && r.Queue != "" && cfg.Mode == ModePrefetch {
 				// Withdraw the route now; its replicas stop RouteGrace later, below.
 				if _, retiring := st.Retiring[r.Stage]; !retiring {
-					st.Retiring[r.Stage] = Retiring{Target: r.Target, Since: now, Reason: reason}
+					st.Retiring[r.Stage] = Retiring{Target: r.Target, Since: now, Reason: reason, Queue: r.Queue}
 				}
 				continue
 			}
@@ -556,11 +592,24 @@ func Workflow(ctx workflow.Context, in Input) error {
 			}
 			st.Plans[r.Stage] = plan
 		}
-		// Retiring stages: stop their replicas once their route has been withdrawn for RouteGrace.
+		// Retiring stages: stop their replicas once their route has been
+		// withdrawn for RouteGrace and the tasks routed before are taken.
 		for _, stage := range sortedKeys(st.Retiring) {
 			r := st.Retiring[stage]
 			if now.Sub(r.Since) < RouteGrace {
 				continue
+			}
+			if cfg.Mode == ModePrefetch && r.Queue != "" && now.Sub(r.Since) < MaxDrain &&
+				workflow.GetVersion(ctx, "drain-before-retire", workflow.DefaultVersion, 1) >= 1 {
+				var backlog int64
+				err := workflow.ExecuteActivity(quick("backlog of "+r.Queue), ctl.Backlog, r.Queue).Get(ctx, &backlog)
+				switch {
+				case err != nil:
+					logger.Warn("backlog unknown: stopping the replicas without waiting for it", "stage", stage, "queue", r.Queue, "error", err)
+				case backlog > 0:
+					logger.Info("replicas keep serving their backlog before they stop", "stage", stage, "queue", r.Queue, "backlog", backlog)
+					continue
+				}
 			}
 			if cfg.Mode == ModePrefetch {
 				a := shapers.Action{Target: r.Target, Desired: shapers.Desired{Replicas: shapers.Int(0)}, Reason: r.Reason}
@@ -620,7 +669,7 @@ func routes(cfg Config, st State) map[string]string {
 func reconfigured(st State, old, next Config, now time.Time) State {
 	for _, r := range old.Replicate {
 		if !replicated(next, r.Stage) && st.Plans[r.Stage].Replicas > 0 {
-			st.Retiring[r.Stage] = Retiring{Target: r.Target, Since: now, Reason: r.Stage + " is no longer replicated"}
+			st.Retiring[r.Stage] = Retiring{Target: r.Target, Since: now, Reason: r.Stage + " is no longer replicated", Queue: r.Queue}
 		}
 	}
 	if next.withDefaults().Mode == ModePrefetch && old.withDefaults().Mode != ModePrefetch {

@@ -247,6 +247,7 @@ func (r *coordinatorRecorder) register(env *testsuite.TestWorkflowEnvironment) {
 		return headstart.ReserveResult{Reservation: headstart.Reservation{Key: in.Request.Key}}, nil
 	}).Maybe()
 	env.OnActivity(pf.Release, mock.Anything, mock.Anything).Return(true, nil).Maybe()
+	env.OnActivity(ctl.Backlog, mock.Anything, mock.Anything).Return(int64(0), nil).Maybe()
 	env.OnActivity(pf.Shape, mock.Anything, mock.Anything).Return(func(ctx context.Context, a shapers.Action) (shapers.Status, error) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -410,6 +411,7 @@ func TestCoordinatorWithdrawsARouteBeforeScalingToZero(t *testing.T) {
 		shaped, shapedAt = append(shaped, a), append(shapedAt, env.Now())
 		return shapers.Status{Target: a.Target, Replicas: *a.Desired.Replicas}, nil
 	})
+	env.OnActivity(ctl.Backlog, mock.Anything, "train-replicas").Return(int64(0), nil)
 	cfg := trainConfig(ModePrefetch)
 	cfg.Replication = ReplicationOptions{Levels: []int{0, 1, 2}, ReleaseWhenIdle: true}
 	var routesBusy, routesIdle map[string]string
@@ -439,6 +441,74 @@ func TestCoordinatorWithdrawsARouteBeforeScalingToZero(t *testing.T) {
 	}
 	require.False(t, zeroAt.IsZero(), "the replicas are stopped: %v", shaped)
 	require.GreaterOrEqual(t, zeroAt.Sub(idleAt.Add(-500*time.Millisecond)), RouteGrace, "RouteGrace after the route went")
+}
+
+// TestCoordinatorStopsRetiringReplicasOnceTheirBacklogIsTaken: replicas
+// whose route went keep serving the tasks routed to them before, until
+// their queue's backlog is empty, or at most MaxDrain when it never empties.
+func TestCoordinatorStopsRetiringReplicasOnceTheirBacklogIsTaken(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		drained time.Duration // after the route went; 0: never
+		want    time.Duration // the replicas stop this long after the route went, or later
+	}{
+		{"drained", 20 * time.Second, 20 * time.Second},
+		{"never drained", 0, MaxDrain},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newEnv(t)
+			env.RegisterWorkflowWithOptions(Workflow, workflow.RegisterOptions{Name: headstart.CoordinatorWorkflowName})
+			var ctl *Activities
+			var pf *activities.Prefetcher
+			var mu sync.Mutex
+			var idleAt time.Time
+			env.OnActivity(ctl.Snapshot, mock.Anything, mock.Anything).Return(func(ctx context.Context, _ SnapshotInput) (Snapshot, error) {
+				s := Snapshot{Capacity: vec(16, 64), Free: vec(16, 64), Peak: map[string]float64{}}
+				if env.Now().Before(t0.Add(3 * time.Second)) {
+					s.Peak["W/train"] = 15
+				}
+				return s, nil
+			})
+			var backlogAsked int
+			env.OnActivity(ctl.Backlog, mock.Anything, "train-replicas").Return(func(ctx context.Context, _ string) (int64, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				backlogAsked++
+				if idleAt.IsZero() || tc.drained == 0 || env.Now().Sub(idleAt) < tc.drained {
+					return 4, nil
+				}
+				return 0, nil
+			})
+			var zeroAt time.Time
+			env.OnActivity(pf.Shape, mock.Anything, mock.Anything).Return(func(ctx context.Context, a shapers.Action) (shapers.Status, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				if *a.Desired.Replicas == 0 && zeroAt.IsZero() {
+					zeroAt = env.Now()
+				}
+				return shapers.Status{Target: a.Target, Replicas: *a.Desired.Replicas}, nil
+			})
+			env.RegisterDelayedCallback(func() {
+				if len(queryRoutes(t, env)) == 0 {
+					mu.Lock()
+					idleAt = env.Now().Add(-500 * time.Millisecond) // the tick at 3 s withdrew the route
+					mu.Unlock()
+				}
+			}, 3500*time.Millisecond)
+			cfg := trainConfig(ModePrefetch)
+			cfg.Replication = ReplicationOptions{Levels: []int{0, 1, 2}, ReleaseWhenIdle: true}
+			env.SetStartTime(t0)
+			env.ExecuteWorkflow(headstart.CoordinatorWorkflowName, Input{Fleet: "f", MaxTicks: int((MaxDrain + time.Minute) / time.Second), Config: cfg})
+			require.ErrorContains(t, env.GetWorkflowError(), "continue as new")
+
+			require.False(t, idleAt.IsZero(), "the route went when the stage turned idle")
+			require.False(t, zeroAt.IsZero(), "the replicas are stopped in the end")
+			waited := zeroAt.Sub(idleAt)
+			require.GreaterOrEqual(t, waited, tc.want, "not while tasks wait for them")
+			require.Less(t, waited, tc.want+5*time.Second, "but as soon as none does (or MaxDrain ends the wait)")
+			require.Greater(t, backlogAsked, 1)
+		})
+	}
 }
 
 // newEnv is a test workflow environment for the coordinator; tests mock
