@@ -22,8 +22,8 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	sdkpb "go.temporal.io/api/sdk/v1"
-	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/serviceerror"
+	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/headstart-dev/headstart"
@@ -146,8 +146,8 @@ type run struct {
 
 	mu       sync.Mutex
 	control  *testproc.Proc
-	logs     []*testproc.Log // every control worker's, and the sample worker's
-	runs     []string        // workflow IDs started
+	logs     []*testproc.Log   // every control worker's, and the sample worker's
+	runs     []string          // workflow IDs started
 	expected map[string]string // "workflowID/activityID" → the disruption its attempts were exposed to
 	// what the monitor counted
 	lost, leaked, double int
