@@ -328,7 +328,8 @@ func fitMoments(xs, ys []float64) (line, moments) {
 		l.mx += xs[i]
 		my += ys[i]
 	}
-	l.mx, l.a = l.mx/n, my/n
+	l.mx, my = l.mx/n, my/n
+	l.a = my
 	var m moments
 	for i := range xs {
 		dx, dy := xs[i]-l.mx, ys[i]-my

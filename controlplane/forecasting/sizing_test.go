@@ -323,3 +323,49 @@ func TestHeadstartUnseenStageIntervalCovers90Percent(t *testing.T) {
 	}
 	within(t, "coverage", float64(covered)/float64(n), 0.87, 0.93)
 }
+
+// TestHeadstartRuntimeAndRateBoundsBracketASteadyStage: a stage of steady,
+// sub-second tasks whose inputs barely vary (the shape of a fan-out shard)
+// gets runtime and CPU intervals around what it does, whichever model
+// serves them: not a bound that an error in either model's spread inflates
+// past anything the stage has shown.
+func TestHeadstartRuntimeAndRateBoundsBracketASteadyStage(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	h := NewHeadstart(HeadstartOptions{})
+	var maxRuntime, maxCPU float64
+	for i := range 200 {
+		task := Task{Stage: "W/shard", InputBytes: float64(50 + i%2)}
+		runtime := 0.15 * math.Exp(0.6*rng.NormFloat64())
+		cpu := 0.3 * math.Exp(0.3*rng.NormFloat64())
+		maxRuntime, maxCPU = math.Max(maxRuntime, runtime), math.Max(maxCPU, cpu)
+		h.Observe(task, Usage{PeakMemory: 8 << 20, Runtime: time.Duration(runtime * float64(time.Second)),
+			Rates: resources.Vector{}.With(resources.CPU, cpu)}, t0)
+		if i < 5 {
+			continue
+		}
+		s := h.Size(task)
+		for _, e := range []struct {
+			name string
+			est  Estimate
+			max  float64
+		}{{"runtime", s.Runtime, maxRuntime}, {"cpu", s.Resources[resources.CPU], maxCPU}} {
+			if !(e.est.Lower <= e.est.Target && e.est.Target <= e.est.Upper) {
+				t.Fatalf("task %d: %s target %.3g outside its bounds [%.3g, %.3g]", i, e.name, e.est.Target, e.est.Lower, e.est.Upper)
+			}
+			within(t, fmt.Sprintf("task %d: %s upper", i, e.name), e.est.Upper, 0, 5*e.max)
+		}
+	}
+}
+
+// TestFitMomentsAreAboutTheMeans: the flat model's spread is the
+// deviations from the mean, split above and below it.
+func TestFitMomentsAreAboutTheMeans(t *testing.T) {
+	xs, ys := []float64{1, 2, 3, 4}, []float64{-3, -2, -2, -1}
+	l, m := fitMoments(xs, ys)
+	within(t, "mean x", l.mx, 2.5, 2.5)
+	within(t, "mean y", l.a, -2, -2)
+	within(t, "2·Σ above", m.up, 2, 2)
+	within(t, "2·Σ below", m.down, 2, 2)
+	within(t, "Σ dx·dy", m.sxy, 3, 3)
+	within(t, "Σ dy²", m.syy, 2, 2)
+}
