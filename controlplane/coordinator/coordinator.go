@@ -318,8 +318,8 @@ func (a *Activities) Backlog(ctx context.Context, queue string) (int64, error) {
 // need and peak count tasks: each run contributes the stage's tasks per run
 // (its fan-out). Its peak counts the runs expected within the horizon and
 // those already in it (their tasks are queued or running). A run overdue
-// in its stage by twice the stage's longest predicted duration (plus 10 s)
-// counts nowhere.
+// in its stage by twice the stage's longest duration (plus 10 s; see
+// longest) counts nowhere.
 func snapshotFrom(preds []headstart.Prediction, inst []headstart.InstanceForecast, pool headstart.PoolStatus, in SnapshotInput, now time.Time) Snapshot {
 	if in.MinProbability <= 0 {
 		in.MinProbability = 0.5
@@ -336,10 +336,10 @@ func snapshotFrom(preds []headstart.Prediction, inst []headstart.InstanceForecas
 	up := map[string]*agg{}
 	peak := map[string]float64{}
 	for _, f := range inst {
-		// A run overdue in its stage by twice the stage's longest predicted
-		// duration is stale (its end was not seen: a lost batch, a
-		// terminated run): it adds to no peak and no upcoming stage.
-		if d := byStage[f.Stage].Duration.Upper; !f.Started.IsZero() && now.Sub(f.Started).Seconds() > 2*d+10 {
+		// A run overdue in its stage by twice the stage's longest duration
+		// is stale (its end was not seen: a lost batch, a terminated run):
+		// it adds to no peak and no upcoming stage.
+		if d := longest(byStage[f.Stage]); !f.Started.IsZero() && now.Sub(f.Started).Seconds() > 2*d+10 {
 			continue
 		}
 		if len(f.Next) > 0 {
@@ -381,6 +381,23 @@ func snapshotFrom(preds []headstart.Prediction, inst []headstart.InstanceForecas
 	}
 	sort.Slice(s.Upcoming, func(i, j int) bool { return s.Upcoming[i].Stage < s.Upcoming[j].Stage })
 	return s
+}
+
+// longest is how long, in seconds, a run may take in p's stage: its
+// longest predicted duration, or, if shorter, the longest 90th-percentile
+// delay its runs have taken to start a next stage. What runs have shown
+// bounds what a model's interval says, which a young or erratic stage
+// widens far past anything seen.
+func longest(p headstart.Prediction) float64 {
+	d := p.Duration.Upper
+	var moved float64
+	for _, n := range p.Next {
+		moved = max(moved, n.DelayP90.Seconds())
+	}
+	if moved > 0 && (d <= 0 || moved < d) {
+		d = moved
+	}
+	return d
 }
 
 func peakOf(p headstart.Prediction) float64 {

@@ -133,6 +133,24 @@ func TestSnapshotCountsTasksWithinTheHorizonAndInTheStage(t *testing.T) {
 	}
 }
 
+// TestSnapshotCountsARunStaleByWhatRunsHaveShown: a stage whose duration
+// interval is wide (a young or erratic model) does not keep a run whose end
+// was never seen counted for hours: once it is overdue by twice the longest
+// delay runs have taken to move on from the stage, it counts nowhere.
+func TestSnapshotCountsARunStaleByWhatRunsHaveShown(t *testing.T) {
+	now := t0.Add(time.Hour)
+	preds := []headstart.Prediction{{Stage: "W/transform", Duration: headstart.Bounds{Target: 0.2, Upper: 1e30},
+		Next: []headstart.NextStage{{Stage: "W/train", Probability: 1, DelayP50: 300 * time.Millisecond, DelayP90: 2 * time.Second}}}}
+	run := func(id string, ago time.Duration) headstart.InstanceForecast {
+		return headstart.InstanceForecast{RunID: id, Stage: "W/transform", Started: now.Add(-ago),
+			Next: []headstart.NextInstanceStage{{Stage: "W/train", Probability: 1, ExpectedAt: now.Add(-ago + 300*time.Millisecond)}}}
+	}
+	inst := []headstart.InstanceForecast{run("moving on", 5*time.Second), run("lost", 5*time.Minute)}
+	s := snapshotFrom(preds, inst, headstart.PoolStatus{Capacity: vec(8, 8), Free: vec(8, 8)}, SnapshotInput{}, now)
+	require.Len(t, s.Upcoming, 1)
+	require.Equal(t, 1, s.Upcoming[0].Tasks, "train is upcoming for the run 5 s in transform (within 2 × 2 s + 10 s), not for the one 5 minutes in")
+}
+
 // TestCoordinatorRebalancesWhenAsked: a rebalance update migrates the
 // stage's replicas off the host through the Migrate activity and completes
 // with what moved; one without a host is rejected before anything runs.
