@@ -10,12 +10,14 @@ import (
 
 // fakeCounters are process counters a test sets by hand.
 type fakeCounters struct {
-	mu  sync.Mutex
-	ev  eventReading
-	smp usage
+	mu   sync.Mutex
+	ev   eventReading
+	cpus float64 // CPU seconds
+	smp  usage
 }
 
 func (f *fakeCounters) event() eventReading { f.mu.Lock(); defer f.mu.Unlock(); return f.ev }
+func (f *fakeCounters) cpu() float64        { f.mu.Lock(); defer f.mu.Unlock(); return f.cpus }
 func (f *fakeCounters) sampled() usage      { f.mu.Lock(); defer f.mu.Unlock(); return f.smp }
 func (f *fakeCounters) close()              {}
 
@@ -23,12 +25,13 @@ func (f *fakeCounters) close()              {}
 func (f *fakeCounters) set(cpu, heap, disk float64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.ev.cpu, f.ev.heap = cpu, heap
+	f.cpus, f.ev.heap = cpu, heap
 	f.smp.diskRead = disk
 }
 
 // TestMeterApportionsTheProcessCounters is the meter's rule: CPU growth is
-// split equally among the attempts running while it grew; disk (and
+// split equally among the attempts running while it grew (here the CPU
+// reader reads right after each start and end); disk (and
 // network) growth between two ticks is split among the attempts that ran in
 // the interval, in proportion to how long each ran in it; every attempt
 // running sees the heap's whole rise; an ended attempt is handed back by the
@@ -39,13 +42,17 @@ func TestMeterApportionsTheProcessCounters(t *testing.T) {
 	c := &fakeCounters{}
 	c.set(10, 100, 1000)
 	m := newMeter(c, 16, t0)
+	read := func() { m.applyReading(c.cpu()) } // the CPU reader
 
 	var a, b meterSpan
 	m.begin(&a, at(0)) // a alone
+	read()
 	c.set(12, 150, 1000)
 	m.begin(&b, at(1)) // 2 CPU s grew while a ran alone
+	read()
 	c.set(16, 400, 1000)
 	require.True(t, m.end(&a, at(2))) // 4 CPU s grew while both ran; the heap rose to 400
+	read()
 	c.set(16, 120, 4000)
 
 	// The first interval, 0–4 s: a ran 2 s of it, b 3 s; 3,000 disk bytes.
@@ -61,6 +68,7 @@ func TestMeterApportionsTheProcessCounters(t *testing.T) {
 	// The second interval, 4–8 s: b alone, until 6 s.
 	c.set(18, 120, 4000)
 	require.True(t, m.end(&b, at(6)))
+	read()
 	c.set(18, 120, 5000)
 	begun, ended = m.tick(at(8))
 	require.Empty(t, begun)
@@ -69,6 +77,40 @@ func TestMeterApportionsTheProcessCounters(t *testing.T) {
 	require.Equal(t, 400.0, b.peakHeap)
 	require.Equal(t, 150.0, b.startHeap)
 	require.InDelta(t, 1800+1000, b.used.diskRead, 1e-9, "the second interval's growth is b's alone")
+}
+
+// TestMeterAppliesCPUInTheOrderOfEvents: the CPU reader runs on its own
+// goroutine, after the events it applies; when it lags, the next tick
+// applies what awaits it, so an ended attempt is handed back with its CPU.
+func TestMeterAppliesCPUInTheOrderOfEvents(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	c := &fakeCounters{}
+	m := newMeter(c, 16, t0)
+	stop := make(chan struct{})
+	defer close(stop)
+	go m.readCPU(stop)
+	started := func(s *meterSpan) func() bool {
+		return func() bool { m.mu.Lock(); defer m.mu.Unlock(); return m.cpuActive[s] }
+	}
+
+	var a, b meterSpan
+	m.begin(&a, t0)
+	require.Eventually(t, started(&a), 10*time.Second, time.Millisecond, "the reader applies a's start")
+	c.set(3, 0, 0)
+	require.True(t, m.end(&a, t0.Add(time.Second)))
+	require.Eventually(t, func() bool { return !started(&a)() }, 10*time.Second, time.Millisecond, "and its end")
+	m.begin(&b, t0.Add(2*time.Second))
+	require.True(t, m.end(&b, t0.Add(3*time.Second))) // however the reader lags
+	c.set(5, 0, 0)
+	_, ended := m.tick(t0.Add(4 * time.Second))
+	require.Equal(t, []*meterSpan{&a, &b}, ended)
+	require.InDelta(t, 3, a.used.cpu, 1e-9, "a ran alone while 3 CPU s grew")
+	require.GreaterOrEqual(t, b.used.cpu, 0.0)
+	require.LessOrEqual(t, b.used.cpu, 2.0, "b has at most what grew after a's end was applied")
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	require.Empty(t, m.cpuActive, "no attempt runs")
+	require.Empty(t, m.cpuPending)
 }
 
 // TestMeterSplitsDiskByTimeRunInTheInterval: two attempts in one interval

@@ -124,6 +124,7 @@ func NewProfiler(opts ProfilerOptions) (*Profiler, error) {
 		stopped: make(chan struct{}),
 	}
 	go p.collect()
+	go p.meter.readCPU(p.stop)
 	if opts.Sink != nil {
 		p.sinkWG.Add(1)
 		go func() { defer p.sinkWG.Done(); p.deliver() }()
