@@ -78,16 +78,17 @@ type meterSpan struct {
 	// the last GC before the start found.
 	startLive, startGCs float64
 	peakAfterGC         float64 // highest heap object bytes seen after a GC ended
-	used                usage   // what it used: CPU and allocations at end, disk and network at ticks
+	used                usage   // what it used: allocations at end, CPU once its end is applied, disk and network at ticks
 	payload             any     // the caller's data, for when tick hands the span back
 }
 
 // meter apportions process counters across attempts. Allocations are read
 // when an attempt starts or ends, and CPU right after (see readCPU); both
-// are split equally among the attempts running in between. Disk and network counters are read only at ticks, off
-// the activity's path, and each tick's delta is split among the attempts that
-// ran during the tick in proportion to how long each ran in it. An ended
-// attempt is therefore complete only after the next tick. Safe for concurrent use.
+// are split equally among the attempts running in between. Disk and
+// network counters are read only at ticks, off the activity's path, and
+// each tick's delta is split among the attempts that ran during the tick
+// in proportion to how long each ran in it. An ended attempt is therefore
+// complete only after the next tick. Safe for concurrent use.
 type meter struct {
 	mu       sync.Mutex
 	active   map[*meterSpan]struct{}
