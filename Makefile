@@ -123,11 +123,7 @@ FUZZTIME ?= 5m
 
 .PHONY: fuzz
 fuzz: ## fuzz every parser, decoder and update validator for FUZZTIME each (default 5m); what fails lands in the package's testdata/fuzz
-	@for t in $(FUZZ_TARGETS); do \
-		dir=$${t%%:*}; rest=$${t#*:}; pkg=$${rest%%:*}; name=$${rest#*:}; \
-		out=$$(cd $$dir && $(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg 2>&1) || { echo "$$out" | tail -30; echo "fuzz $$name FAILED"; exit 1; }; \
-		echo "fuzz $$pkg $$name execs=$$(echo "$$out" | sed -n 's/.*execs: \([0-9]*\).*/\1/p' | tail -1)"; \
-	done
+	@GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh $(FUZZ_TARGETS)
 
 .PHONY: bench-profiler
 bench-profiler: ## profiler overhead per activity vs none and OpenTelemetry tracing
