@@ -1,11 +1,12 @@
 // Package activities holds Headstart's control-plane activities — fitting
-// demand curves, reading utilization, and (to come) reserving, shaping and
-// releasing capacity — as thin, idempotent adapters between the control
+// demand curves, reading utilization, and reserving, shaping and releasing
+// capacity — as thin, idempotent adapters between the control
 // workflows and the models and systems they drive.
 package activities
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -77,13 +78,31 @@ func NewFitter(reg prometheus.Registerer) (*Fitter, error) {
 		}, []string{"stage"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{f.feedback, f.refits} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("register forecaster metrics: %w", err)
-			}
+		var err error
+		if f.feedback, err = register(reg, f.feedback); err != nil {
+			return nil, err
+		}
+		if f.refits, err = register(reg, f.refits); err != nil {
+			return nil, err
 		}
 	}
 	return f, nil
+}
+
+// register registers c on reg, or returns the same metric registered
+// there before (a control worker built again in the same process).
+func register(reg prometheus.Registerer, c *prometheus.GaugeVec) (*prometheus.GaugeVec, error) {
+	err := reg.Register(c)
+	var already prometheus.AlreadyRegisteredError
+	if errors.As(err, &already) {
+		if existing, ok := already.ExistingCollector.(*prometheus.GaugeVec); ok {
+			return existing, nil
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("register forecaster metrics: %w", err)
+	}
+	return c, nil
 }
 
 // maxExportedStages bounds the stage label of the feedback metrics.

@@ -55,6 +55,12 @@ type Temporal struct {
 	// ConfigFile is Temporal's client configuration file. If not set,
 	// TEMPORAL_CONFIG_FILE, else ~/.config/temporalio/temporal.toml when it exists.
 	ConfigFile string `yaml:"config_file"`
+	// ConnectTimeout bounds how long `headstart worker` keeps retrying a
+	// server that is unreachable or too slow to answer when it starts (one
+	// restarting, or not up yet); then it exits with the last error. An error
+	// retrying cannot fix (TLS, credentials, an unknown namespace) ends it at
+	// once. Default 2m.
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 }
 
 // TLS configures the connection's TLS. Files are PEM.
@@ -238,6 +244,8 @@ type Kubernetes struct {
 const (
 	DefaultFleet     = "default"
 	DefaultTaskQueue = "headstart"
+	// DefaultConnectTimeout is temporal.connect_timeout's default.
+	DefaultConnectTimeout = 2 * time.Minute
 )
 
 // withDefaults fills the connection's and names' defaults; the rest take
@@ -248,6 +256,9 @@ func (f File) withDefaults() File {
 	}
 	if f.TaskQueue == "" {
 		f.TaskQueue = DefaultTaskQueue
+	}
+	if f.Temporal.ConnectTimeout == 0 {
+		f.Temporal.ConnectTimeout = DefaultConnectTimeout
 	}
 	if c := f.Coordinator; c != nil {
 		cc := *c

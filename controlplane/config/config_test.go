@@ -107,6 +107,7 @@ func TestEveryBadValueGetsItsOwnError(t *testing.T) {
 		{"tls cert without its key", "  address: 127.0.0.1:7233", "  address: 127.0.0.1:7233\n  tls: {cert: config_test.go}", "bad.yaml:3: temporal.tls: cert and key go together"},
 		{"unreadable tls ca", "  address: 127.0.0.1:7233", "  address: 127.0.0.1:7233\n  tls: {ca: /nonexistent/ca.pem}", "bad.yaml:3: temporal.tls.ca: open /nonexistent/ca.pem: no such file or directory"},
 		{"missing temporal client configuration", "  address: 127.0.0.1:7233", "  address: 127.0.0.1:7233\n  config_file: /nonexistent/temporal.toml", "bad.yaml:3: temporal.config_file: open /nonexistent/temporal.toml"},
+		{"negative connect timeout", "  address: 127.0.0.1:7233", "  address: 127.0.0.1:7233\n  connect_timeout: -1s", "bad.yaml:3: temporal.connect_timeout: -1s is negative"},
 		{"address with a bad port", "127.0.0.1:7233", "127.0.0.1:x", `bad.yaml:2: temporal.address: "127.0.0.1:x" has no port number`},
 		{"metrics address", "pools:", "metrics_address: nowhere\npools:", `bad.yaml:3: metrics_address: "nowhere" is not host:port`},
 		{"duration", "interval: 1s", "interval: soon", `bad.yaml:8: coordinator.interval: "soon" is not a duration such as 2s or 1m30s`},

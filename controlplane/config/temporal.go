@@ -1,12 +1,16 @@
 package config
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
 
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/contrib/envconfig"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // ErrTemporalProfile is wrapped by errors loading Temporal's client
@@ -62,20 +66,49 @@ func (t Temporal) ClientOptions() (client.Options, error) {
 // ExplainDial adds what a person can do about the errors a secured
 // connection fails with to err, a failed dial of address.
 func ExplainDial(address string, err error) error {
+	if hint := dialHint(err); hint != "" {
+		return fmt.Errorf("dial %s: %s: %w", address, hint, err)
+	}
+	return fmt.Errorf("dial %s: %w", address, err)
+}
+
+// Retryable reports whether err, from dialing or first calling the
+// server, may pass by itself: the server is unreachable, overloaded or too
+// slow to answer (one restarting), and not misconfigured (TLS, credentials,
+// an unknown namespace), which no retry fixes.
+func Retryable(err error) bool {
+	if err == nil || dialHint(err) != "" {
+		return false
+	}
+	var (
+		unavailable *serviceerror.Unavailable
+		deadline    *serviceerror.DeadlineExceeded
+		exhausted   *serviceerror.ResourceExhausted
+	)
+	if errors.As(err, &unavailable) || errors.As(err, &deadline) || errors.As(err, &exhausted) ||
+		errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	if s, ok := status.FromError(err); ok {
+		switch s.Code() {
+		case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted:
+			return true
+		}
+	}
+	return false
+}
+
+func dialHint(err error) string {
 	msg := err.Error()
-	var hint string
 	switch {
 	case strings.Contains(msg, "certificate signed by unknown authority"):
-		hint = "the server's certificate is not signed by the CA the client trusts: set temporal.tls.ca (or TEMPORAL_TLS_SERVER_CA_CERT_PATH) to the CA that signed it"
+		return "the server's certificate is not signed by the CA the client trusts: set temporal.tls.ca (or TEMPORAL_TLS_SERVER_CA_CERT_PATH) to the CA that signed it"
 	case strings.Contains(msg, "certificate is valid for"), strings.Contains(msg, "doesn't contain any IP SANs"):
-		hint = "the server's certificate names another host: set temporal.tls.server_name (or TEMPORAL_TLS_SERVER_NAME) to a name it is valid for"
+		return "the server's certificate names another host: set temporal.tls.server_name (or TEMPORAL_TLS_SERVER_NAME) to a name it is valid for"
 	case strings.Contains(msg, "certificate required"), strings.Contains(msg, "bad certificate"), strings.Contains(msg, "handshake failure"):
-		hint = "the server asks for a client certificate it trusts (mutual TLS): set temporal.tls.cert and temporal.tls.key (or TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH)"
+		return "the server asks for a client certificate it trusts (mutual TLS): set temporal.tls.cert and temporal.tls.key (or TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH)"
 	case strings.Contains(msg, "first record does not look like a TLS handshake"), strings.Contains(msg, "http2: frame too large"):
-		hint = "TLS is on at one end only: check temporal.tls / TEMPORAL_TLS against the server"
+		return "TLS is on at one end only: check temporal.tls / TEMPORAL_TLS against the server"
 	}
-	if hint == "" {
-		return fmt.Errorf("dial %s: %w", address, err)
-	}
-	return fmt.Errorf("dial %s: %s: %w", address, hint, err)
+	return ""
 }

@@ -25,6 +25,9 @@ func (p *parser) validate(f *File) {
 		p.hostPort("temporal.address", f.Temporal.Address)
 	}
 	p.readable("temporal.config_file", f.Temporal.ConfigFile)
+	if f.Temporal.ConnectTimeout < 0 {
+		p.at("temporal.connect_timeout", "%v is negative", f.Temporal.ConnectTimeout)
+	}
 	if t := f.Temporal.TLS; t != nil {
 		if (t.Cert == "") != (t.Key == "") {
 			p.at("temporal.tls", "cert and key go together: give both for mutual TLS, or neither")

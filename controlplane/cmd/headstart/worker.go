@@ -9,7 +9,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -75,7 +78,16 @@ func runWorker(args []string, stdout, stderr io.Writer) int {
 	defer closeShapers()
 
 	copts.Logger = log.NewStructuredLogger(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
-	c, err := client.Dial(copts)
+	// Until interrupted, a server that is unreachable or slow (restarting,
+	// or not up yet) is waited for, for temporal.connect_timeout at each step.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	patience := file.Temporal.ConnectTimeout
+	var c client.Client
+	err = untilReachable(ctx, patience, stderr, "dial "+copts.HostPort, func(ctx context.Context) (err error) {
+		c, err = client.DialContext(ctx, copts)
+		return err
+	})
 	if err != nil {
 		return fail(config.ExplainDial(copts.HostPort, err))
 	}
@@ -90,24 +102,38 @@ func runWorker(args []string, stdout, stderr io.Writer) int {
 	}
 	opts := file.Options()
 	opts.Registerer, opts.Shapers = registry, shaping
-	w, err := controlplane.NewWorker(c, opts)
+	var w sdkworker.Worker
+	err = untilReachable(ctx, patience, stderr, "start the control worker", func(context.Context) error {
+		// A worker's Start is done once, failed or not: each try builds another.
+		try, err := controlplane.NewWorker(c, opts)
+		if err != nil {
+			return err
+		}
+		if err := try.Start(); err != nil {
+			try.Stop()
+			return err
+		}
+		w = try
+		return nil
+	})
 	if err != nil {
-		return fail(err)
-	}
-	if err := w.Start(); err != nil {
-		return fail(err)
+		return fail(fmt.Errorf("start the control worker: %w", err))
 	}
 	defer w.Stop()
 	fmt.Fprintf(stdout, "headstart control worker: %s\n", file)
 	// The worker runs first: a running coordinator's configure update needs it.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	started, err := file.Plane().Start(ctx, c)
-	cancel()
+	var started []controlplane.Started
+	err = untilReachable(ctx, patience, stderr, "start the control workflows", func(ctx context.Context) (err error) {
+		ctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		started, err = file.Plane().Start(ctx, c)
+		return err
+	})
 	for _, s := range started {
 		fmt.Fprintln(stdout, s)
 	}
 	if err != nil {
-		return fail(err)
+		return fail(fmt.Errorf("start the control workflows: %w", err))
 	}
 	status, err := controlplane.NewStatusMetrics(registry)
 	if err != nil {
@@ -116,12 +142,12 @@ func runWorker(args []string, stdout, stderr io.Writer) int {
 	follow, stopFollowing := context.WithCancel(context.Background())
 	defer stopFollowing()
 	go status.Follow(follow, c, opts.Fleet, 15*time.Second, nil)
-	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
-	if used, err := controlplane.HasUserWorkflows(ctx, c, copts.Namespace); err == nil && !used {
+	check, cancel := context.WithTimeout(ctx, 10*time.Second)
+	if used, err := controlplane.HasUserWorkflows(check, c, copts.Namespace); err == nil && !used {
 		fmt.Fprintf(stderr, "headstart worker: warning: namespace %q has no workflows but Headstart's: if your workers run elsewhere, set -namespace, temporal.namespace or TEMPORAL_NAMESPACE to theirs\n", copts.Namespace)
 	}
 	cancel()
-	<-sdkworker.InterruptCh()
+	<-ctx.Done()
 	fmt.Fprintln(stdout, "headstart control worker: stopping")
 	return 0
 }
