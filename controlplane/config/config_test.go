@@ -48,7 +48,7 @@ func TestTheExampleFileIsValid(t *testing.T) {
 func TestAnEmptyFileTakesTheDefaults(t *testing.T) {
 	f, err := config.Parse("empty.yaml", nil)
 	require.NoError(t, err)
-	require.Equal(t, config.Temporal{}, f.Temporal, "the connection is resolved when connecting: Temporal's profile and environment, else localhost:7233")
+	require.Equal(t, config.Temporal{ConnectTimeout: 2 * time.Minute}, f.Temporal, "the connection is resolved when connecting: Temporal's profile and environment, else localhost:7233")
 	require.Equal(t, "default", f.Fleet)
 	require.Equal(t, "headstart", f.TaskQueue)
 	require.Nil(t, f.Plane().Coordinator)
