@@ -244,6 +244,23 @@ type stageHistory struct {
 	// first is the log of the stage's first finished peak, relative to its
 	// request if it had one: the stage's share of what unseen stages expect.
 	first firstPeak
+	// fits caches each target's pass over the history as it stands (see
+	// predictor): Observe scores the models on the fit the last Size made.
+	// Any change to x or y clears it; it is never checkpointed.
+	fits [numTargets]momentFit
+	// sorted caches each memory model's residuals in order (see
+	// conformal), where sortedOK; a new residual clears it.
+	sorted   [numModels][]float64
+	sortedOK [numModels]bool
+}
+
+// momentFit is one target's fitMoments over the history, and the history's
+// known points it was fitted on.
+type momentFit struct {
+	xs, ys []float64
+	l      line
+	m      moments
+	ok     bool
 }
 
 // firstPeak is a stage's first finished peak, as log(peak/request) when the
@@ -385,16 +402,20 @@ func (l *line) finish(up, down, params float64, prior pooledVariance) {
 	l.down = (down + priorWeight*prior.get(false)) / l.nu
 }
 
-// conformal returns the rank-⌈(n+1)q⌉ residual, or ok=false when there are too few.
-func conformal(res []float64, q float64) (float64, bool) {
-	n := len(res)
+// conformal returns model m's rank-⌈(n+1)q⌉ residual, or ok=false when
+// there are too few.
+func (st *stageHistory) conformal(m int, q float64) (float64, bool) {
+	n := len(st.res[m])
 	k := int(math.Ceil(float64(n+1)*q)) - 1
 	if n == 0 || k >= n || k < 0 {
 		return 0, false
 	}
-	s := append([]float64(nil), res...)
-	sort.Float64s(s)
-	return s[k], true
+	if !st.sortedOK[m] {
+		st.sorted[m] = append(st.sorted[m][:0], st.res[m]...)
+		sort.Float64s(st.sorted[m])
+		st.sortedOK[m] = true
+	}
+	return st.sorted[m][k], true
 }
 
 // priorWeight is how many observations the pooled variance counts as.
@@ -461,8 +482,13 @@ func (h *Headstart) predict(st *stageHistory, r, m int, x float64) prediction {
 // pass over the data: each call finishes model m's line with the priors as
 // they are at the call, as predict would.
 func (h *Headstart) predictor(st *stageHistory, r int) func(m int, x float64) prediction {
-	xs, ys := st.known(r)
-	l0, mo := fitMoments(xs, ys)
+	f := &st.fits[r]
+	if !f.ok {
+		f.xs, f.ys = st.known(r)
+		f.l, f.m = fitMoments(f.xs, f.ys)
+		f.ok = true
+	}
+	xs, ys, l0, mo := f.xs, f.ys, f.l, f.m
 	return func(m int, x float64) prediction {
 		l := l0
 		if m == withInput {
@@ -504,7 +530,7 @@ func (st *stageHistory) measured(r int) bool {
 // interval, which widens with the distance from the inputs seen, does.
 func (p prediction) quantile(q float64) (float64, bool) {
 	if p.r == memoryRes && p.st.within(p.x) {
-		if c, ok := conformal(p.st.res[p.m], q); ok {
+		if c, ok := p.st.conformal(p.m, q); ok {
 			return p.median + c, true
 		}
 	}
@@ -792,6 +818,7 @@ func (h *Headstart) Observe(t Task, u Usage, _ time.Time) {
 				}
 				if r == memoryRes {
 					st.res[m] = appendWindow(st.res[m], ys[r]-p.median, h.opts.Window)
+					st.sortedOK[m] = false
 				}
 				if m == withInput {
 					h.pooled[r].remove(st.errs[r].variances())
@@ -811,6 +838,7 @@ func (h *Headstart) Observe(t Task, u Usage, _ time.Time) {
 	for r := range ys {
 		st.y[r] = appendWindow(st.y[r], ys[r], h.opts.Window)
 	}
+	st.fits = [numTargets]momentFit{}
 	st.maxMem = math.Max(st.maxMem, u.PeakMemory)
 	for r := cpuRes; r < numTargets; r++ {
 		if u.Rates.Get(rateKinds[r]) > 0 {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -368,4 +370,51 @@ func TestFitMomentsAreAboutTheMeans(t *testing.T) {
 	within(t, "2·Σ below", m.down, 2, 2)
 	within(t, "Σ dx·dy", m.sxy, 3, 3)
 	within(t, "Σ dy²", m.syy, 2, 2)
+}
+
+// TestHeadstartSizesTheSameWhetherOrNotItWasAskedBetweenObservations: the
+// fits a Size caches for the next Observe are the ones Observe would make,
+// so asking between observations changes nothing, with runtimes sometimes
+// unmeasured and the window full.
+func TestHeadstartSizesTheSameWhetherOrNotItWasAskedBetweenObservations(t *testing.T) {
+	asked, quiet := NewHeadstart(HeadstartOptions{Window: 40}), NewHeadstart(HeadstartOptions{Window: 40})
+	ts, us := stageTasks(300, 11)
+	for i := range ts {
+		if i%7 == 0 {
+			us[i].Runtime = 0
+		}
+		if i%3 == 0 {
+			asked.Size(ts[i])
+		}
+		asked.Observe(ts[i], us[i], t0)
+		quiet.Observe(ts[i], us[i], t0)
+		cachesHoldTheHistory(t, asked.stages["s"])
+	}
+	for _, input := range []float64{1e7, 2e8, 5e9} {
+		task := Task{Stage: "s", InputBytes: input}
+		if a, q := asked.Size(task), quiet.Size(task); !reflect.DeepEqual(a, q) {
+			t.Fatalf("input %g: asked between observations %+v, not asked %+v", input, a, q)
+		}
+	}
+}
+
+// cachesHoldTheHistory fails unless every cached fit and sorted residual
+// set is what the stage's history gives now.
+func cachesHoldTheHistory(t *testing.T, st *stageHistory) {
+	t.Helper()
+	for r, f := range st.fits {
+		if !f.ok {
+			continue
+		}
+		xs, ys := st.known(r)
+		l, m := fitMoments(xs, ys)
+		if !slices.Equal(f.xs, xs) || !slices.Equal(f.ys, ys) || f.l != l || f.m != m {
+			t.Fatalf("target %d: the cached fit is not the history's", r)
+		}
+	}
+	for m, ok := range st.sortedOK {
+		if ok && !slices.Equal(st.sorted[m], slices.Sorted(slices.Values(st.res[m]))) {
+			t.Fatalf("model %d: the cached order is not the residuals'", m)
+		}
+	}
 }
