@@ -1,0 +1,336 @@
+package cgroups_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/headstart-dev/headstart/controlplane/shapers"
+	"github.com/headstart-dev/headstart/controlplane/shapers/cgroups"
+	"github.com/headstart-dev/headstart/controlplane/shapers/shapertest"
+	"github.com/headstart-dev/headstart/resources"
+)
+
+// The test binary is its own helper process: HEADSTART_CGROUPS_HELPER=spin
+// burns a core, =alloc:N holds N MiB; each waits for a line on stdin first,
+// so it can be placed in its cgroup before it starts.
+func TestMain(m *testing.M) {
+	switch mode := os.Getenv("HEADSTART_CGROUPS_HELPER"); {
+	case mode == "spin":
+		bufio.NewReader(os.Stdin).ReadString('\n')
+		for x := uint64(1); ; x = x*6364136223846793005 + 1 {
+			if x == 0 {
+				fmt.Println(x)
+			}
+		}
+	case strings.HasPrefix(mode, "alloc:"):
+		bufio.NewReader(os.Stdin).ReadString('\n')
+		n, _ := strconv.Atoi(strings.TrimPrefix(mode, "alloc:"))
+		b := make([]byte, n<<20)
+		for i := range b {
+			b[i] = byte(i)
+		}
+		fmt.Println("allocated")
+		io.Copy(io.Discard, os.Stdin) // hold until stdin closes
+		fmt.Println(len(b))
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+var seq atomic.Int64
+
+// newShaper is a shaper under a root of this test's own, whose cgroups the
+// test removes; it needs root.
+func newShaper(t *testing.T, opts cgroups.Options) (*cgroups.Shaper, string) {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Fatal("the cgroup shaper's tests need root: they shape real cgroups")
+	}
+	if opts.Root == "" {
+		opts.Root = fmt.Sprintf("headstart-test-%d", os.Getpid())
+	}
+	if opts.StepInterval == 0 {
+		opts.StepInterval = 50 * time.Millisecond
+	}
+	s, err := cgroups.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	name := fmt.Sprintf("%s-%d", strings.ReplaceAll(t.Name(), "/", "_"), seq.Add(1))
+	if len(name) > 60 {
+		name = name[len(name)-60:]
+	}
+	t.Cleanup(func() {
+		if err := s.Remove(context.Background(), name); err != nil {
+			t.Errorf("remove the test's cgroup: %v", err)
+		}
+		for _, c := range []string{"cpu", "memory", "blkio", ""} {
+			os.Remove(filepath.Join("/sys/fs/cgroup", c, opts.Root)) // the root, once empty
+		}
+	})
+	return s, name
+}
+
+// helper starts the test binary as a helper process, placed in the
+// target's cgroup before it does anything; it is killed at cleanup.
+func helper(t *testing.T, s *cgroups.Shaper, name, mode string) (*exec.Cmd, io.WriteCloser, *bufio.Reader) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "HEADSTART_CGROUPS_HELPER="+mode)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	if err := s.Place(context.Background(), name, cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(stdin, "go\n"); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, stdin, bufio.NewReader(stdout)
+}
+
+func limit(name string, v resources.Vector) shapers.Action {
+	return shapers.Action{Target: shapers.Target{Kind: cgroups.Kind, Name: name}, Desired: shapers.Desired{Resources: &v}, Reason: "test"}
+}
+
+// converge waits until the target's limits are the desired ones.
+func converge(t *testing.T, s *cgroups.Shaper, name string, within time.Duration) shapers.Status {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		st, err := s.Status(context.Background(), shapers.Target{Kind: cgroups.Kind, Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Converged {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not reach its limits within %v: %+v", name, within, st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// cpuSeconds is the CPU time process pid has used.
+func cpuSeconds(t *testing.T, pid int) float64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100 // USER_HZ
+}
+
+func TestACPULimitHoldsABusyProcessToItsShare(t *testing.T) {
+	s, name := newShaper(t, cgroups.Options{})
+	t.Logf("cgroup %s", s.Version())
+	if _, err := s.Apply(context.Background(), limit(name, resources.Vector{}.With(resources.CPU, 0.2))); err != nil {
+		t.Fatal(err)
+	}
+	cmd, _, _ := helper(t, s, name, "spin")
+	converge(t, s, name, 10*time.Second)
+	before, start := cpuSeconds(t, cmd.Process.Pid), time.Now()
+	time.Sleep(4 * time.Second) // the measurement's window, not a wait for a condition
+	share := (cpuSeconds(t, cmd.Process.Pid) - before) / time.Since(start).Seconds()
+	t.Logf("a spinning process limited to 0.2 cores used %.1f%% of a core", 100*share)
+	if share < 0.17 || share > 0.23 {
+		t.Fatalf("used %.1f%% of a core, want 20 ± 3", 100*share)
+	}
+}
+
+func TestADiskLimitHoldsDirectWritesToItsRate(t *testing.T) {
+	dir := t.TempDir()
+	s, name := newShaper(t, cgroups.Options{Devices: []string{dir}})
+	const rate = 2 << 20
+	if _, err := s.Apply(context.Background(), limit(name, resources.Vector{}.With(resources.DiskBytes, rate))); err != nil {
+		t.Fatal(err)
+	}
+	converge(t, s, name, 10*time.Second)
+	const size = 8 << 20
+	dd := exec.Command("sh", "-c", `read _; exec dd if=/dev/zero of="$1" bs=64k count=$2 oflag=direct`, "sh", filepath.Join(dir, "out"), strconv.Itoa(size/(64<<10)))
+	stdin, err := dd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	dd.Stdout, dd.Stderr = &out, &out
+	if err := dd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Place(context.Background(), name, dd.Process.Pid); err != nil {
+		dd.Process.Kill()
+		t.Fatal(err)
+	}
+	start := time.Now()
+	io.WriteString(stdin, "go\n")
+	if err := dd.Wait(); err != nil {
+		t.Fatalf("dd: %v\n%s", err, out.String())
+	}
+	got := size / time.Since(start).Seconds()
+	t.Logf("dd oflag=direct of %d MiB limited to 2 MiB/s: %.2f MiB/s", size>>20, got/(1<<20))
+	if got < 0.9*rate || got > 1.1*rate {
+		t.Fatalf("wrote at %.2f MiB/s, want 2 ± 10%%", got/(1<<20))
+	}
+}
+
+func TestAMemoryLimitIsNeverSetBelowWhatTheCgroupUses(t *testing.T) {
+	s, name := newShaper(t, cgroups.Options{})
+	cmd, stdin, stdout := helper(t, s, name, "alloc:64")
+	if line, err := stdout.ReadString('\n'); err != nil || line != "allocated\n" {
+		t.Fatalf("the helper did not allocate: %q %v", line, err)
+	}
+	st, err := s.Apply(context.Background(), limit(name, resources.Vector{}.With(resources.Memory, 16<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Steps go on; the limit stays above the 64 MiB in use.
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		if st, err = s.Status(context.Background(), shapers.Target{Kind: cgroups.Kind, Name: name}); err != nil {
+			t.Fatal(err)
+		}
+		if m := st.Resources.Get(resources.Memory); m != 0 && m < 64<<20 {
+			t.Fatalf("memory limit %s is below the 64 MiB the cgroup uses", resources.FormatBytes(m))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st.Converged || !strings.Contains(st.Message, "held at") {
+		t.Fatalf("a limit held above its target should say so: %+v", st)
+	}
+	t.Logf("asked for 16 MiB with 64 MiB in use: %s", st.Message)
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("the process was hurt by shaping: %v", err)
+	}
+	// With the memory freed the limit reaches its target.
+	converge(t, s, name, 10*time.Second)
+}
+
+func TestLimitsChangeInBoundedSteps(t *testing.T) {
+	var log syncWriter
+	s, name := newShaper(t, cgroups.Options{MaxStep: 2, Log: &log})
+	if _, err := s.Apply(context.Background(), limit(name, resources.Vector{}.With(resources.CPU, 0.1))); err != nil {
+		t.Fatal(err)
+	}
+	var seen []float64
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := s.Status(context.Background(), shapers.Target{Kind: cgroups.Kind, Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := st.Resources.Get(resources.CPU); len(seen) == 0 || c != seen[len(seen)-1] {
+			seen = append(seen, c)
+		}
+		if st.Converged {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no convergence: %+v", st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("CPU limits seen: %v", seen)
+	for i := 1; i < len(seen); i++ {
+		if seen[i-1] > 0 && seen[i-1]/seen[i] > 2.0001 {
+			t.Fatalf("a step from %.3g to %.3g cores is more than a factor 2", seen[i-1], seen[i])
+		}
+	}
+	if len(seen) < 3 {
+		t.Fatalf("from no limit on this host to 0.1 cores should take several steps: %v", seen)
+	}
+	if !strings.Contains(log.String(), "(target 0.1): test") {
+		t.Fatalf("steps are not logged with their reason:\n%s", log.String())
+	}
+}
+
+func TestARestartedShaperReconcilesToTheDesiredState(t *testing.T) {
+	state := t.TempDir()
+	// The first shaper takes one step and stops: a crash mid-change.
+	s, name := newShaper(t, cgroups.Options{StateDir: state, StepInterval: time.Hour})
+	if _, err := s.Apply(context.Background(), limit(name, resources.Vector{}.With(resources.CPU, 0.1))); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.Status(context.Background(), shapers.Target{Kind: cgroups.Kind, Name: name})
+	if err != nil || st.Converged {
+		t.Fatalf("one step should not reach 0.1 cores: %+v %v", st, err)
+	}
+	s.Close(context.Background())
+	again, err := cgroups.New(cgroups.Options{Root: fmt.Sprintf("headstart-test-%d", os.Getpid()), StateDir: state, StepInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close(context.Background())
+	converge(t, again, name, 10*time.Second)
+}
+
+func TestTheCgroupShaperRefusesWhatItCannotDo(t *testing.T) {
+	s, name := newShaper(t, cgroups.Options{})
+	tg := shapers.Target{Kind: cgroups.Kind, Name: name}
+	for what, a := range map[string]shapers.Action{
+		"replicas":           {Target: tg, Desired: shapers.Desired{Replicas: shapers.Int(2)}, Reason: "x"},
+		"network bandwidth":  limit(name, resources.Vector{}.With(resources.NetBytes, 1e6)),
+		"disk without disks": limit(name, resources.Vector{}.With(resources.DiskIOPS, 100)),
+	} {
+		if _, err := s.Apply(context.Background(), a); err == nil || !strings.Contains(err.Error(), "not supported") {
+			t.Errorf("%s: %v, want ErrUnsupported", what, err)
+		}
+	}
+	bad := shapers.Action{Target: shapers.Target{Kind: cgroups.Kind, Name: "../escape"}, Desired: shapers.Desired{Resources: &resources.Vector{}}, Reason: "x"}
+	if _, err := s.Apply(context.Background(), bad); err == nil || !strings.Contains(err.Error(), "invalid") {
+		t.Errorf("a name outside the root: %v, want ErrInvalidAction", err)
+	}
+}
+
+func TestTheCgroupShaperConforms(t *testing.T) {
+	dir := t.TempDir()
+	s, name := newShaper(t, cgroups.Options{Devices: []string{dir}})
+	shapertest.RunResources(t, s, shapertest.ResourceOptions{
+		Target: shapers.Target{Kind: cgroups.Kind, Name: name},
+		First:  resources.Vector{}.With(resources.CPU, 0.5).With(resources.Memory, 256<<20).With(resources.DiskBytes, 4<<20).With(resources.DiskIOPS, 200),
+		Second: resources.Vector{}.With(resources.CPU, 1.5).With(resources.Memory, 128<<20).With(resources.DiskBytes, 8<<20).With(resources.DiskIOPS, 400),
+	})
+}
+
+// syncWriter is a log the shaper writes while the test reads it.
+type syncWriter struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
