@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/headstart-dev/headstart/controlplane/shapers/cgroups"
 )
 
 // File is a whole configuration file. Zero values take the documented defaults.
@@ -32,6 +34,8 @@ type File struct {
 	Coordinator *Coordinator `yaml:"coordinator"`
 	// Shapers change real capacity; a stage's target kind names one.
 	Shapers Shapers `yaml:"shapers"`
+	// Agent configures `headstart agent` on each host; the control worker ignores it.
+	Agent Agent `yaml:"agent"`
 }
 
 // Temporal is the connection to the Temporal frontend, configured as
@@ -150,6 +154,29 @@ type Coordinator struct {
 	Replication Replication `yaml:"replication"`
 	// Replicate lists the stages replicated ahead of demand.
 	Replicate []Stage `yaml:"replicate"`
+	// Limits lists the stages whose limits are raised ahead of their tasks
+	// and lowered after them.
+	Limits []StageLimits `yaml:"limits"`
+}
+
+// StageLimits is a stage whose workers' limits the coordinator raises ahead
+// of its tasks and lowers after them: a cgroup on a host, shaped by that
+// host's `headstart agent`.
+type StageLimits struct {
+	// Stage name, WorkflowType/ActivityType. Required.
+	Stage string `yaml:"stage"`
+	// Target whose limits change: kind cgroup, name the cgroup (as in
+	// agent.workers), host the agent's host. Required.
+	Target Target `yaml:"target"`
+	// Idle limits, by resource kind (cpu, memory, disk_iops, disk_bytes) as
+	// quantities, while the stage is neither upcoming nor running.
+	Idle map[string]string `yaml:"idle"`
+	// Raised limits while it is upcoming or running; CPU and memory rise
+	// further to the predicted need of its upcoming tasks. Only the kinds
+	// set in idle or raised are shaped; one of them is required.
+	Raised map[string]string `yaml:"raised"`
+	// LowerAfter: how long the stage stays raised after it ends (default 30s).
+	LowerAfter time.Duration `yaml:"lower_after"`
 }
 
 // Replication shapes how many replicas a stage gets.
@@ -184,8 +211,57 @@ type Target struct {
 	// Kind: workerpool (shapers.workerpool) or deployment
 	// (shapers.kubernetes). Required; its shaper must be configured.
 	Kind string `yaml:"kind"`
-	// Name: the task queue (workerpool) or namespace/deployment (kubernetes).
+	// Name: the task queue (workerpool), namespace/deployment (kubernetes)
+	// or the cgroup (cgroup).
 	Name string `yaml:"name"`
+	// Host whose agent shapes the target: required for cgroup targets,
+	// which live on one host; not set for the others.
+	Host string `yaml:"host"`
+}
+
+// Agent configures `headstart agent`, the daemon on each host that shapes
+// the host's cgroups and starts its stage workers in them.
+type Agent struct {
+	// Host names this host: its agent polls headstart-host-<host>, and
+	// targets name it in target.host. Default: the hostname; the -host flag
+	// overrides it.
+	Host string `yaml:"host"`
+	// Heartbeat: how often the agent reports the host's capacity and use
+	// to the coordinator (default 15s).
+	Heartbeat time.Duration `yaml:"heartbeat"`
+	// Cgroups configures the cgroup shaper (shapers/cgroups).
+	Cgroups Cgroups `yaml:"cgroups"`
+	// Workers are the stage workers the agent starts and keeps running,
+	// each inside its cgroup from its first instruction.
+	Workers []HostWorker `yaml:"workers"`
+}
+
+// Cgroups configures the cgroup shaper of an agent.
+type Cgroups struct {
+	// Root cgroup of every stage's (default "headstart").
+	Root string `yaml:"root"`
+	// Devices whose I/O disk limits apply to: major:minor, a block device,
+	// or a path (the disk its file system is on). Default none: disk
+	// limits are refused.
+	Devices []string `yaml:"devices"`
+	// MaxStep: a limit moves at most this factor per step (default 2).
+	MaxStep float64 `yaml:"max_step"`
+	// StepInterval between steps (default 1s).
+	StepInterval time.Duration `yaml:"step_interval"`
+	// StateDir keeps the desired limits, so a restarted agent reconciles
+	// to them. Default: $XDG_STATE_HOME/headstart/agent (~/.local/state/…).
+	StateDir string `yaml:"state_dir"`
+}
+
+// HostWorker is a stage worker an agent runs in a cgroup.
+type HostWorker struct {
+	// Cgroup the worker runs in, the name targets give. Required.
+	Cgroup string `yaml:"cgroup"`
+	// Command and its arguments: a Temporal worker of the stage. {address}
+	// and {namespace} are replaced. Required.
+	Command []string `yaml:"command"`
+	// Env adds KEY=VALUE pairs to its environment.
+	Env []string `yaml:"env"`
 }
 
 // Shapers configures the shapers; each is on when its section is present.
@@ -277,4 +353,42 @@ func (f File) withDefaults() File {
 const (
 	KindWorkerPool = "workerpool" // shapers.workerpool
 	KindDeployment = "deployment" // shapers.kubernetes
+	KindCgroup     = "cgroup"     // shapers.cgroups, through the host's agent
 )
+
+// DefaultHeartbeat is agent.heartbeat's default.
+const DefaultHeartbeat = 15 * time.Second
+
+// HostName is the host the agent serves: agent.host, else the hostname.
+func (a Agent) HostName() (string, error) {
+	if a.Host != "" {
+		return a.Host, nil
+	}
+	h, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("agent.host is not set and the hostname cannot be read: %w", err)
+	}
+	return h, nil
+}
+
+// CgroupOptions are the cgroup shaper's options the file sets, with its
+// state kept in StateDir or its default.
+func (a Agent) CgroupOptions() (cgroups.Options, error) {
+	o := a.Cgroups.options()
+	if o.StateDir == "" {
+		base := os.Getenv("XDG_STATE_HOME")
+		if base == "" {
+			home, err := os.UserHomeDir()
+			if err != nil {
+				return o, fmt.Errorf("agent.cgroups.state_dir is not set and there is no home folder for its default: %w", err)
+			}
+			base = filepath.Join(home, ".local", "state")
+		}
+		o.StateDir = filepath.Join(base, "headstart", "agent")
+	}
+	return o, nil
+}
+
+func (c Cgroups) options() cgroups.Options {
+	return cgroups.Options{Root: c.Root, Devices: c.Devices, MaxStep: c.MaxStep, StepInterval: c.StepInterval, StateDir: c.StateDir}
+}

@@ -101,7 +101,7 @@ func TestEveryBadValueGetsItsOwnError(t *testing.T) {
 		name, old, new string
 		want           string // file:line: field: why (a prefix of the reason)
 	}{
-		{"unknown top-level key", "temporal:", "tempral:\n  x: 1\ntemporal:", "bad.yaml:1: tempral: unknown field; known: coordinator, fleet,"},
+		{"unknown top-level key", "temporal:", "tempral:\n  x: 1\ntemporal:", "bad.yaml:1: tempral: unknown field; known: agent, coordinator, fleet,"},
 		{"unknown nested key", "  interval: 1s", "  intervall: 1s", "bad.yaml:8: coordinator.intervall: unknown field; known:"},
 		{"address without port", "127.0.0.1:7233", "127.0.0.1", `bad.yaml:2: temporal.address: "127.0.0.1" is not host:port`},
 		{"tls cert without its key", "  address: 127.0.0.1:7233", "  address: 127.0.0.1:7233\n  tls: {cert: config_test.go}", "bad.yaml:3: temporal.tls: cert and key go together"},
@@ -166,6 +166,13 @@ func TestEveryBadValueGetsItsOwnError(t *testing.T) {
 		{"max stages", "pools:", "forecaster: {max_stages: -1}\npools:", "bad.yaml:3: forecaster.max_stages: -1 is below 0"},
 		{"window", "pools:", "forecaster: {window: -1}\npools:", "bad.yaml:3: forecaster.window: -1 is below 0"},
 		{"fit interval", "pools:", "forecaster: {fit_interval: -1m}\npools:", "bad.yaml:3: forecaster.fit_interval: -1m0s is negative"},
+		{"limited target without host", "  replicate:", "  limits:\n    - {stage: P/T, target: {kind: cgroup, name: t}, raised: {cpu: 2}}\n  replicate:", "bad.yaml:10: coordinator.limits[0].target.host: not set: a cgroup is on one host"},
+		{"limited target kind", "  replicate:", "  limits:\n    - {stage: P/T, target: {kind: workerpool, name: t}, raised: {cpu: 2}}\n  replicate:", `bad.yaml:10: coordinator.limits[0].target.kind: "workerpool" cannot be limited; only cgroup can`},
+		{"limit quantity", "  replicate:", "  limits:\n    - {stage: P/T, target: {kind: cgroup, name: t, host: h}, idle: {cpu: lots}, raised: {cpu: 2}}\n  replicate:", `bad.yaml:10: coordinator.limits[0].idle.cpu: "lots" is not a quantity`},
+		{"limit with nothing to shape", "  replicate:", "  limits:\n    - {stage: P/T, target: {kind: cgroup, name: t, host: h}}\n  replicate:", "bad.yaml:10: coordinator.limits[0]: neither idle nor raised limits are set"},
+		{"agent worker without command", "shapers:", "agent:\n  workers: [{cgroup: t}]\nshapers:", "bad.yaml:13: agent.workers[0].command: not set"},
+		{"agent cgroup name", "shapers:", "agent:\n  workers: [{cgroup: ../x, command: [sh]}]\nshapers:", `bad.yaml:13: agent.workers[0].cgroup: "../x": want letters`},
+		{"agent max step", "shapers:", "agent:\n  cgroups: {max_step: 1}\nshapers:", "bad.yaml:13: agent.cgroups: max step 1: want more than 1"},
 		{"unset environment variable", "127.0.0.1:7233", "${HEADSTART_TEST_UNSET}:7233", "bad.yaml:2: ${HEADSTART_TEST_UNSET} is not set in the environment"},
 		{"not YAML", "  interval: 1s", "  interval: [1s", "bad.yaml:"},
 	} {

@@ -9,6 +9,7 @@ import (
 	"github.com/headstart-dev/headstart"
 	"github.com/headstart-dev/headstart/controlplane"
 	"github.com/headstart-dev/headstart/controlplane/coordinator"
+	"github.com/headstart-dev/headstart/controlplane/shapers"
 	"github.com/headstart-dev/headstart/resources"
 )
 
@@ -31,13 +32,7 @@ func (f *File) Options() controlplane.Options {
 func (f *File) Plane() controlplane.Plane {
 	cp := controlplane.Plane{Options: f.Options()}
 	for _, p := range f.Pools {
-		var v resources.Vector
-		for k, q := range p.Capacity {
-			kind, _ := resources.ParseKind(k)
-			x, _ := resources.ParseQuantity(q)
-			v = v.With(kind, x)
-		}
-		cp.Pools = append(cp.Pools, controlplane.Pool{Name: p.Name, Capacity: v, Measured: p.Measure != nil})
+		cp.Pools = append(cp.Pools, controlplane.Pool{Name: p.Name, Capacity: vector(p.Capacity), Measured: p.Measure != nil})
 	}
 	if f.Coordinator != nil {
 		c := f.coordinatorConfig()
@@ -71,7 +66,23 @@ func (f *File) coordinatorConfig() coordinator.Config {
 		}
 		out.Replicate = append(out.Replicate, st)
 	}
+	for _, l := range c.Limits {
+		out.Limits = append(out.Limits, coordinator.StageLimits{Stage: l.Stage,
+			Target: shapers.Target{Kind: l.Target.Kind, Name: l.Target.Name, Host: l.Target.Host},
+			Idle:   vector(l.Idle), Raised: vector(l.Raised), LowerAfter: l.LowerAfter})
+	}
 	return out
+}
+
+// vector is quantities by kind name that Load has checked.
+func vector(q map[string]string) resources.Vector {
+	var v resources.Vector
+	for k, s := range q {
+		kind, _ := resources.ParseKind(k)
+		x, _ := resources.ParseQuantity(s)
+		v = v.With(kind, x)
+	}
+	return v
 }
 
 func (r Replication) set() bool {

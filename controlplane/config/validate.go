@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,6 +41,7 @@ func (p *parser) validate(f *File) {
 		p.hostPort("metrics_address", f.MetricsAddress)
 	}
 	p.forecaster(f.Forecaster)
+	p.agent(f.Agent)
 	// Pool names, the coordinator's settings and its pool: the control plane's own rules.
 	p.fieldErrors(f.Plane().Validate())
 	for i, pool := range f.Pools {
@@ -65,15 +67,7 @@ func (p *parser) validate(f *File) {
 				p.at(at+".measure", "only the coordinator's pool is measured (on each of its ticks)")
 			}
 		}
-		for _, k := range slices.Sorted(maps.Keys(pool.Capacity)) {
-			if _, err := resources.ParseKind(k); err != nil {
-				p.at(at+".capacity."+k, "not a resource kind; one of %s", kindList())
-				continue
-			}
-			if _, err := resources.ParseQuantity(pool.Capacity[k]); err != nil {
-				p.at(at+".capacity."+k, "%q is not a quantity such as 8, 500m or 16Gi", pool.Capacity[k])
-			}
-		}
+		p.quantities(at+".capacity", pool.Capacity)
 	}
 	if c := f.Coordinator; c != nil {
 		for i, s := range c.Replicate {
@@ -93,6 +87,23 @@ func (p *parser) validate(f *File) {
 				}
 			default:
 				p.at(at+".kind", "%q is none of %s, %s", s.Target.Kind, KindWorkerPool, KindDeployment)
+			}
+		}
+		for i, l := range c.Limits {
+			at := fmt.Sprintf("coordinator.limits[%d]", i)
+			switch l.Target.Kind {
+			case "":
+			case KindCgroup:
+				if l.Target.Host == "" {
+					p.at(at+".target.host", "not set: a cgroup is on one host, whose agent shapes it")
+				}
+			default:
+				p.at(at+".target.kind", "%q cannot be limited; only %s can", l.Target.Kind, KindCgroup)
+			}
+			p.quantities(at+".idle", l.Idle)
+			p.quantities(at+".raised", l.Raised)
+			if l.LowerAfter < 0 {
+				p.at(at+".lower_after", "%v is negative", l.LowerAfter)
 			}
 		}
 		switch c.HoldWith {
@@ -132,6 +143,52 @@ func (p *parser) validate(f *File) {
 		}
 	}
 }
+
+// quantities reports the kinds and quantities of q that do not parse.
+func (p *parser) quantities(at string, q map[string]string) {
+	for _, k := range slices.Sorted(maps.Keys(q)) {
+		if _, err := resources.ParseKind(k); err != nil {
+			p.at(at+"."+k, "not a resource kind; one of %s", kindList())
+			continue
+		}
+		if _, err := resources.ParseQuantity(q[k]); err != nil {
+			p.at(at+"."+k, "%q is not a quantity such as 8, 500m or 16Gi", q[k])
+		}
+	}
+}
+
+// agent reports what `headstart agent` cannot run with.
+func (p *parser) agent(a Agent) {
+	if a.Host != "" && !hostName.MatchString(a.Host) {
+		p.at("agent.host", "%q: want letters, digits, '.', '_' and '-'", a.Host)
+	}
+	if a.Heartbeat < 0 {
+		p.at("agent.heartbeat", "%v is negative", a.Heartbeat)
+	}
+	if err := a.Cgroups.options().Validate(); err != nil {
+		p.at("agent.cgroups", "%v", strings.TrimPrefix(err.Error(), "cgroups: "))
+	}
+	for i, w := range a.Workers {
+		at := fmt.Sprintf("agent.workers[%d]", i)
+		if w.Cgroup == "" {
+			p.at(at+".cgroup", "not set")
+		} else if !hostName.MatchString(w.Cgroup) || w.Cgroup == "." || w.Cgroup == ".." {
+			p.at(at+".cgroup", "%q: want letters, digits, '.', '_' and '-'", w.Cgroup)
+		}
+		if len(w.Command) == 0 || w.Command[0] == "" {
+			p.at(at+".command", "not set: the program and arguments of the stage's worker")
+		} else if _, err := exec.LookPath(w.Command[0]); err != nil {
+			p.at(at+".command[0]", "%s", errors.Unwrap(err))
+		}
+		for j, e := range w.Env {
+			if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
+				p.at(fmt.Sprintf("%s.env[%d]", at, j), "%q is not KEY=VALUE", e)
+			}
+		}
+	}
+}
+
+var hostName = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 
 // readable reports a file that is named but cannot be read.
 func (p *parser) readable(path, file string) {

@@ -73,6 +73,9 @@ type Config struct {
 	Replication ReplicationOptions
 	// Replicate lists the stages replicated ahead of demand, and how.
 	Replicate []StageTarget
+	// Limits lists the stages whose limits are raised ahead of their tasks
+	// and lowered after them, and how.
+	Limits []StageLimits `json:",omitempty"`
 	// HoldWith is the kind of the shaper (a shapers.Reserver) that turns each
 	// reservation into held capacity — placeholder pods with the Kubernetes
 	// shaper — released with it. If not set, reservations live in the ledger only.
@@ -151,6 +154,15 @@ func (c Config) Check() error {
 			fs.Under(at, r.Replication.Validate())
 		}
 	}
+	limited := map[string]bool{}
+	for i, l := range c.Limits {
+		at := fmt.Sprintf("limits[%d]", i)
+		l.check(&fs, at)
+		if limited[l.Stage] && l.Stage != "" {
+			fs.Add(at+".stage", "%s is listed twice", l.Stage)
+		}
+		limited[l.Stage] = true
+	}
 	return fs.Err()
 }
 
@@ -158,6 +170,9 @@ func (c Config) equal(o Config) bool {
 	if c.Mode != o.Mode || c.LedgerWorkflowID != o.LedgerWorkflowID || c.Pool != o.Pool || c.Interval != o.Interval ||
 		c.Rule != o.Rule || !c.Replication.equal(o.Replication) || c.HoldWith != o.HoldWith || len(c.Replicate) != len(o.Replicate) ||
 		(c.Measure == nil) != (o.Measure == nil) || (c.Measure != nil && *c.Measure != *o.Measure) {
+		return false
+	}
+	if !slices.Equal(c.Limits, o.Limits) {
 		return false
 	}
 	for i, r := range c.Replicate {
@@ -202,6 +217,11 @@ type State struct {
 	// Retiring are the stages whose replicas stop once their route has
 	// been withdrawn for RouteGrace, by stage.
 	Retiring map[string]Retiring `json:",omitempty"`
+	// Limited is each limited stage's limits as last applied.
+	Limited map[string]Limited `json:",omitempty"`
+	// Hosts are the hosts whose agents report to the coordinator, by name,
+	// as each last reported.
+	Hosts map[string]headstart.HostStatus `json:",omitempty"`
 }
 
 // Status is what the coordinator answers to headstart.QueryCoordinatorState:
@@ -222,6 +242,14 @@ type Retiring struct {
 	// before the route went is stranded.
 	Queue string `json:",omitempty"`
 }
+
+// HostTimeout is how long an action on a host's target waits for the
+// host's agent to take it; then it fails and the next tick tries again.
+const HostTimeout = 10 * time.Second
+
+// MaxHosts bounds the hosts the coordinator keeps reports of; reports of
+// hosts past it are dropped.
+const MaxHosts = 10000
 
 // RouteGrace is how long a stage's route is withdrawn before its replicas
 // are stopped, so that workers syncing their routes (every second by
@@ -253,6 +281,8 @@ type Snapshot struct {
 	Upcoming []Upcoming
 	// Peak is each stage's predicted peak of concurrent tasks.
 	Peak map[string]float64
+	// Running is how many runs are in each stage now.
+	Running map[string]float64 `json:",omitempty"`
 }
 
 // SnapshotInput names what to look at.
@@ -334,7 +364,7 @@ func snapshotFrom(preds []headstart.Prediction, inst []headstart.InstanceForecas
 		start      time.Time
 	}
 	up := map[string]*agg{}
-	peak := map[string]float64{}
+	peak, running := map[string]float64{}, map[string]float64{}
 	for _, f := range inst {
 		// A run overdue in its stage by twice the stage's longest duration
 		// is stale (its end was not seen: a lost batch, a terminated run):
@@ -342,6 +372,7 @@ func snapshotFrom(preds []headstart.Prediction, inst []headstart.InstanceForecas
 		if d := longest(byStage[f.Stage]); !f.Started.IsZero() && now.Sub(f.Started).Seconds() > 2*d+10 {
 			continue
 		}
+		running[f.Stage]++
 		if len(f.Next) > 0 {
 			peak[f.Stage] += tasks(f.Stage)
 		}
@@ -364,7 +395,7 @@ func snapshotFrom(preds []headstart.Prediction, inst []headstart.InstanceForecas
 			}
 		}
 	}
-	s := Snapshot{Capacity: pool.Capacity, Free: pool.Free, InUse: pool.InUse, Measured: pool.Measured, Peak: map[string]float64{}}
+	s := Snapshot{Capacity: pool.Capacity, Free: pool.Free, InUse: pool.InUse, Measured: pool.Measured, Peak: map[string]float64{}, Running: running}
 	for stage, a := range up {
 		p := byStage[stage]
 		per := resources.Vector{}.With(resources.CPU, p.CPU.Target).With(resources.Memory, p.Memory.Target)
@@ -434,6 +465,25 @@ func Workflow(ctx workflow.Context, in Input) error {
 	if st.Retiring == nil {
 		st.Retiring = map[string]Retiring{}
 	}
+	if st.Limited == nil {
+		st.Limited = map[string]Limited{}
+	}
+	if st.Hosts == nil {
+		st.Hosts = map[string]headstart.HostStatus{}
+	}
+	// Hosts' agents report as they run; a report changes no decision by itself.
+	heartbeats := workflow.GetSignalChannel(ctx, headstart.HostHeartbeatSignal)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		for {
+			var h headstart.HostStatus
+			if !heartbeats.Receive(ctx, &h) {
+				return
+			}
+			if _, known := st.Hosts[h.Host]; h.Host != "" && (known || len(st.Hosts) < MaxHosts) {
+				st.Hosts[h.Host] = h
+			}
+		}
+	})
 	logger := workflow.GetLogger(ctx)
 	var ctl *Activities
 	var pf *activities.Prefetcher
@@ -609,6 +659,52 @@ func Workflow(ctx workflow.Context, in Input) error {
 			}
 			st.Plans[r.Stage] = plan
 		}
+		if len(cfg.Limits) > 0 && workflow.GetVersion(ctx, "stage-limits", workflow.DefaultVersion, 1) >= 1 {
+			for _, l := range cfg.Limits {
+				var d *Decision
+				for i := range last {
+					if last[i].Stage == l.Stage {
+						d = &last[i]
+					}
+				}
+				prev, applied := st.Limited[l.Stage]
+				next, why := planLimits(l, prev, d, snap.Running[l.Stage], now)
+				if next.Limits == prev.Limits && applied && !(again && cfg.Mode == ModePrefetch) {
+					st.Limited[l.Stage] = next
+					continue
+				}
+				if next.Limits.IsZero() {
+					st.Limited[l.Stage] = next
+					continue
+				}
+				if next.Limits == prev.Limits && applied {
+					why = "reconcile: " + why
+				}
+				limits := next.Limits
+				a := shapers.Action{Target: l.Target, Desired: shapers.Desired{Resources: &limits}, Reason: why, DryRun: cfg.Mode == ModeDryRun}
+				verb := "lower"
+				if next.Raised {
+					verb = "raise"
+				}
+				summary := fmt.Sprintf("%s the limits of %s to %s: %s", verb, l.Target, human(limits), why)
+				if a.DryRun {
+					summary = "dry run: " + summary
+				}
+				if cfg.Mode != ModeForecastOnly {
+					opts := workflow.ActivityOptions{StartToCloseTimeout: time.Minute, Summary: summary}
+					if l.Target.Host != "" {
+						// A host whose agent is down delays the tick by
+						// HostTimeout, not for as long as it is down.
+						opts.TaskQueue, opts.ScheduleToStartTimeout = headstart.HostQueue(l.Target.Host), HostTimeout
+					}
+					if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), pf.Shape, a).Get(ctx, nil); err != nil {
+						logger.Warn("limits not applied; trying again next tick", "stage", l.Stage, "target", l.Target.String(), "error", err)
+						continue
+					}
+				}
+				st.Limited[l.Stage] = next
+			}
+		}
 		// Retiring stages: stop their replicas once their route has been
 		// withdrawn for RouteGrace and the tasks routed before are taken.
 		for _, stage := range sortedKeys(st.Retiring) {
@@ -734,5 +830,24 @@ func coordinatorDetails(cfg Config, snap Snapshot, ds []Decision, st State) stri
 	for _, s := range sortedKeys(stages) {
 		fmt.Fprintf(&b, "| %s | %s | %d |\n", details.Short(s), st.Held[s], st.Plans[s].Replicas)
 	}
+	if len(cfg.Limits) > 0 {
+		b.WriteString("\n| stage | target | limits | raised |\n|---|---|---|---|\n")
+		for _, l := range cfg.Limits {
+			lim := st.Limited[l.Stage]
+			fmt.Fprintf(&b, "| %s | %s | %s | %t |\n", details.Short(l.Stage), l.Target, human(lim.Limits), lim.Raised)
+		}
+	}
+	if len(st.Hosts) > 0 {
+		b.WriteString("\n| host | capacity | in use | hot | shapes | reported |\n|---|---|---|---|---|---|\n")
+		for _, name := range sortedKeys(st.Hosts) {
+			h := st.Hosts[name]
+			fmt.Fprintf(&b, "| %s | %s | %s | %t | %s | %s |\n", name, human(h.Capacity), human(h.Usage), h.Hot(HotShare),
+				strings.Join(h.Shapes, ", "), h.At.UTC().Format(time.TimeOnly))
+		}
+	}
 	return b.String()
 }
+
+// HotShare is the share of a host's CPU or memory in use past which the
+// coordinator shows it as hot.
+const HotShare = 0.8

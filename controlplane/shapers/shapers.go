@@ -18,9 +18,18 @@ import (
 type Target struct {
 	Kind string `json:"kind"`
 	Name string `json:"name"`
+	// Host is the machine whose agent (`headstart agent`) shapes the
+	// target, for targets local to one host (a cgroup); empty for those the
+	// control worker's shapers reach (a Deployment, a worker pool).
+	Host string `json:"host,omitempty"`
 }
 
-func (t Target) String() string { return t.Kind + "/" + t.Name }
+func (t Target) String() string {
+	if t.Host != "" {
+		return t.Kind + "/" + t.Name + "@" + t.Host
+	}
+	return t.Kind + "/" + t.Name
+}
 
 // Desired is the state an action asks for; nil fields are left as they are.
 type Desired struct {
