@@ -8,11 +8,13 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
-	"github.com/headstart-dev/headstart/controlplane/shapers/cgroups"
 )
 
 // File is a whole configuration file. Zero values take the documented defaults.
@@ -227,10 +229,15 @@ type Agent struct {
 	// overrides it.
 	Host string `yaml:"host"`
 	// Heartbeat: how often the agent reports the host's capacity and use
-	// to the coordinator (default 15s).
+	// to the coordinator (default 15s, agent.DefaultHeartbeat).
 	Heartbeat time.Duration `yaml:"heartbeat"`
-	// Cgroups configures the cgroup shaper (shapers/cgroups).
+	// StateDir keeps the shapers' desired states, so a restarted agent
+	// reconciles to them. Default: $XDG_STATE_HOME/headstart/agent (~/.local/state/…).
+	StateDir string `yaml:"state_dir"`
+	// Cgroups configures the cgroup shaper (shapers/cgroups): CPU, memory, disk.
 	Cgroups Cgroups `yaml:"cgroups"`
+	// Bandwidth configures the bandwidth shaper (shapers/bandwidth); absent: off.
+	Bandwidth *Bandwidth `yaml:"bandwidth"`
 	// Workers are the stage workers the agent starts and keeps running,
 	// each inside its cgroup from its first instruction.
 	Workers []HostWorker `yaml:"workers"`
@@ -248,9 +255,59 @@ type Cgroups struct {
 	MaxStep float64 `yaml:"max_step"`
 	// StepInterval between steps (default 1s).
 	StepInterval time.Duration `yaml:"step_interval"`
-	// StateDir keeps the desired limits, so a restarted agent reconciles
-	// to them. Default: $XDG_STATE_HOME/headstart/agent (~/.local/state/…).
-	StateDir string `yaml:"state_dir"`
+	// DiskIOPSBudget is what the devices sustain, in IOPS: with it set, a
+	// stage's disk_iops is its floor, and the other stages share what the
+	// floors leave. Default 0: disk_iops is each stage's cap.
+	DiskIOPSBudget float64 `yaml:"disk_iops_budget"`
+}
+
+// Bandwidth configures an agent's bandwidth shaper: htb classes per stage
+// on one network device. Rates are bits/s with a unit (40Mbit, 1Gbit, 500kbit).
+type Bandwidth struct {
+	// Device whose traffic is shaped (e.g. eth0). Required.
+	Device string `yaml:"device"`
+	// Ceiling all of the device's traffic shares, each direction. Required.
+	Ceiling string `yaml:"ceiling"`
+	// Ingress shapes received traffic too, through an ifb device.
+	Ingress bool `yaml:"ingress"`
+	// IFB names that device (default "ifb-<device>").
+	IFB string `yaml:"ifb"`
+	// StepShare: a floor moves by at most this share of the ceiling per step (default 0.25).
+	StepShare float64 `yaml:"step_share"`
+	// StepInterval between steps (default 1s).
+	StepInterval time.Duration `yaml:"step_interval"`
+	// Stages are the classes, which targets of kind bandwidth name.
+	Stages []BandwidthStage `yaml:"stages"`
+}
+
+// BandwidthStage tells a stage's traffic apart.
+type BandwidthStage struct {
+	Name string `yaml:"name"`
+	// Ports of its TCP or UDP traffic, source or destination.
+	Ports []uint16 `yaml:"ports"`
+	// Peers: IPv4 addresses or CIDRs it talks to.
+	Peers []string `yaml:"peers"`
+	// Ceiling it may borrow up to (default the device's).
+	Ceiling string `yaml:"ceiling"`
+}
+
+// ParseRate reads a rate in bits/s with a unit (kbit, Mbit, Gbit; "bit"
+// alone is bits/s) and returns it in bytes/s.
+func ParseRate(s string) (float64, error) {
+	units := []struct {
+		suffix string
+		bits   float64
+	}{{"Gbit", 1e9}, {"Mbit", 1e6}, {"kbit", 1e3}, {"bit", 1}}
+	for _, u := range units {
+		if n, ok := strings.CutSuffix(s, u.suffix); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(n), 64)
+			if err != nil || v <= 0 || math.IsInf(v, 0) {
+				break
+			}
+			return v * u.bits / 8, nil
+		}
+	}
+	return 0, fmt.Errorf("%q is not a rate such as 40Mbit, 1Gbit or 500kbit", s)
 }
 
 // HostWorker is a stage worker an agent runs in a cgroup.
@@ -297,15 +354,21 @@ func (w WorkerPool) StateDirFor(fleet string) (string, error) {
 	if w.StateDir != "" {
 		return w.StateDir, nil
 	}
+	return stateHome("shapers.workerpool.state_dir", "workerpool", fleet)
+}
+
+// stateHome is the default of the state folder setting names:
+// $XDG_STATE_HOME/headstart/elem… (~/.local/state/… without XDG_STATE_HOME).
+func stateHome(setting string, elem ...string) (string, error) {
 	base := os.Getenv("XDG_STATE_HOME")
 	if base == "" {
 		home, err := os.UserHomeDir()
 		if err != nil {
-			return "", fmt.Errorf("shapers.workerpool.state_dir is not set and there is no home folder for its default: %w", err)
+			return "", fmt.Errorf("%s is not set and there is no home folder for its default: %w", setting, err)
 		}
 		base = filepath.Join(home, ".local", "state")
 	}
-	return filepath.Join(base, "headstart", "workerpool", fleet), nil
+	return filepath.Join(append([]string{base, "headstart"}, elem...)...), nil
 }
 
 // Kubernetes shapes Deployments and holds reservations as placeholder pods.
@@ -355,40 +418,3 @@ const (
 	KindDeployment = "deployment" // shapers.kubernetes
 	KindCgroup     = "cgroup"     // shapers.cgroups, through the host's agent
 )
-
-// DefaultHeartbeat is agent.heartbeat's default.
-const DefaultHeartbeat = 15 * time.Second
-
-// HostName is the host the agent serves: agent.host, else the hostname.
-func (a Agent) HostName() (string, error) {
-	if a.Host != "" {
-		return a.Host, nil
-	}
-	h, err := os.Hostname()
-	if err != nil {
-		return "", fmt.Errorf("agent.host is not set and the hostname cannot be read: %w", err)
-	}
-	return h, nil
-}
-
-// CgroupOptions are the cgroup shaper's options the file sets, with its
-// state kept in StateDir or its default.
-func (a Agent) CgroupOptions() (cgroups.Options, error) {
-	o := a.Cgroups.options()
-	if o.StateDir == "" {
-		base := os.Getenv("XDG_STATE_HOME")
-		if base == "" {
-			home, err := os.UserHomeDir()
-			if err != nil {
-				return o, fmt.Errorf("agent.cgroups.state_dir is not set and there is no home folder for its default: %w", err)
-			}
-			base = filepath.Join(home, ".local", "state")
-		}
-		o.StateDir = filepath.Join(base, "headstart", "agent")
-	}
-	return o, nil
-}
-
-func (c Cgroups) options() cgroups.Options {
-	return cgroups.Options{Root: c.Root, Devices: c.Devices, MaxStep: c.MaxStep, StepInterval: c.StepInterval, StateDir: c.StateDir}
-}

@@ -173,6 +173,9 @@ func TestEveryBadValueGetsItsOwnError(t *testing.T) {
 		{"agent worker without command", "shapers:", "agent:\n  workers: [{cgroup: t}]\nshapers:", "bad.yaml:13: agent.workers[0].command: not set"},
 		{"agent cgroup name", "shapers:", "agent:\n  workers: [{cgroup: ../x, command: [sh]}]\nshapers:", `bad.yaml:13: agent.workers[0].cgroup: "../x": want letters`},
 		{"agent max step", "shapers:", "agent:\n  cgroups: {max_step: 1}\nshapers:", "bad.yaml:13: agent.cgroups: max step 1: want more than 1"},
+		{"agent IOPS budget without devices", "shapers:", "agent:\n  cgroups: {disk_iops_budget: 400}\nshapers:", "bad.yaml:13: agent.cgroups: a disk IOPS budget needs the devices"},
+		{"agent bandwidth rate", "shapers:", "agent:\n  bandwidth: {device: eth0, ceiling: 40MB, stages: [{name: a, ports: [1]}]}\nshapers:", `bad.yaml:13: agent.bandwidth.ceiling: "40MB" is not a rate such as 40Mbit`},
+		{"agent bandwidth stage", "shapers:", "agent:\n  bandwidth: {device: eth0, ceiling: 40Mbit, stages: [{name: a}]}\nshapers:", "bad.yaml:13: agent.bandwidth: stages[0] (a): no ports or peers"},
 		{"unset environment variable", "127.0.0.1:7233", "${HEADSTART_TEST_UNSET}:7233", "bad.yaml:2: ${HEADSTART_TEST_UNSET} is not set in the environment"},
 		{"not YAML", "  interval: 1s", "  interval: [1s", "bad.yaml:"},
 	} {
@@ -232,4 +235,17 @@ func TestWorkerPoolStateDirDefaultsUnderXDGStateHome(t *testing.T) {
 	dir, err = config.WorkerPool{StateDir: "/srv/replicas"}.StateDirFor("blue")
 	require.NoError(t, err)
 	require.Equal(t, "/srv/replicas", dir)
+}
+
+func TestRatesAreBitsPerSecondWithAUnit(t *testing.T) {
+	for in, want := range map[string]float64{"40Mbit": 5e6, "1Gbit": 125e6, "500kbit": 62500, "8bit": 1, "2.5 Mbit": 312500} {
+		if got, err := config.ParseRate(in); err != nil || got != want {
+			t.Errorf("ParseRate(%q) = %v, %v; want %v bytes/s", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "40", "40MB", "-1Mbit", "Mbit", "1e400Mbit"} {
+		if _, err := config.ParseRate(in); err == nil {
+			t.Errorf("ParseRate(%q) accepted", in)
+		}
+	}
 }

@@ -2,14 +2,19 @@ package config
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 
+	"go.temporal.io/sdk/client"
+
 	"github.com/headstart-dev/headstart"
 	"github.com/headstart-dev/headstart/controlplane"
+	"github.com/headstart-dev/headstart/controlplane/agent"
 	"github.com/headstart-dev/headstart/controlplane/coordinator"
-	"github.com/headstart-dev/headstart/controlplane/shapers"
+	"github.com/headstart-dev/headstart/controlplane/shapers/bandwidth"
+	"github.com/headstart-dev/headstart/controlplane/shapers/cgroups"
 	"github.com/headstart-dev/headstart/resources"
 )
 
@@ -67,9 +72,9 @@ func (f *File) coordinatorConfig() coordinator.Config {
 		out.Replicate = append(out.Replicate, st)
 	}
 	for _, l := range c.Limits {
-		out.Limits = append(out.Limits, coordinator.StageLimits{Stage: l.Stage,
-			Target: shapers.Target{Kind: l.Target.Kind, Name: l.Target.Name, Host: l.Target.Host},
-			Idle:   vector(l.Idle), Raised: vector(l.Raised), LowerAfter: l.LowerAfter})
+		sl := coordinator.StageLimits{Stage: l.Stage, Idle: vector(l.Idle), Raised: vector(l.Raised), LowerAfter: l.LowerAfter}
+		sl.Target.Kind, sl.Target.Name, sl.Target.Host = l.Target.Kind, l.Target.Name, l.Target.Host
+		out.Limits = append(out.Limits, sl)
 	}
 	return out
 }
@@ -128,4 +133,53 @@ func (w *WorkerPool) ReplicaCommand(t Temporal, queue string, concurrency int) *
 // String is the file's connection and names, for a log line.
 func (f *File) String() string {
 	return fmt.Sprintf("fleet %q on task queue %q, Temporal %s namespace %q", f.Fleet, f.TaskQueue, f.Temporal.Address, f.Temporal.Namespace)
+}
+
+// AgentOptions are the options of `headstart agent` on this host: the
+// agent section, connected through c to the fleet's coordinator. The host
+// is agent.host, else the hostname; the state folder agent.state_dir, else
+// its default.
+func (f *File) AgentOptions(c client.Options) (agent.Options, error) {
+	o := f.Agent.options()
+	o.Coordinator = headstart.CoordinatorWorkflowID(f.Fleet)
+	o.Address, o.Namespace = c.HostPort, c.Namespace
+	if o.Host == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return o, fmt.Errorf("agent.host is not set and the hostname cannot be read: %w", err)
+		}
+		o.Host = h
+	}
+	if o.StateDir == "" {
+		dir, err := stateHome("agent.state_dir", "agent")
+		if err != nil {
+			return o, err
+		}
+		o.StateDir = dir
+	}
+	return o, o.Validate()
+}
+
+// options maps the section onto the agent's options, as written; rates
+// that do not parse are 0 (Load reports them).
+func (a Agent) options() agent.Options {
+	c := a.Cgroups
+	o := agent.Options{Host: a.Host, Heartbeat: a.Heartbeat, StateDir: a.StateDir,
+		Cgroups: cgroups.Options{Root: c.Root, Devices: c.Devices, MaxStep: c.MaxStep, StepInterval: c.StepInterval, DiskIOPSBudget: c.DiskIOPSBudget}}
+	if b := a.Bandwidth; b != nil {
+		ceiling, _ := ParseRate(b.Ceiling)
+		bw := &bandwidth.Options{Device: b.Device, Ceiling: ceiling, Ingress: b.Ingress, IFB: b.IFB, StepShare: b.StepShare, StepInterval: b.StepInterval}
+		for _, st := range b.Stages {
+			var ceil float64
+			if st.Ceiling != "" {
+				ceil, _ = ParseRate(st.Ceiling)
+			}
+			bw.Stages = append(bw.Stages, bandwidth.Stage{Name: st.Name, Ports: st.Ports, Peers: st.Peers, Ceiling: ceil})
+		}
+		o.Bandwidth = bw
+	}
+	for _, w := range a.Workers {
+		o.Workers = append(o.Workers, agent.Worker{Cgroup: w.Cgroup, Command: w.Command, Env: w.Env})
+	}
+	return o
 }

@@ -165,8 +165,25 @@ func (p *parser) agent(a Agent) {
 	if a.Heartbeat < 0 {
 		p.at("agent.heartbeat", "%v is negative", a.Heartbeat)
 	}
-	if err := a.Cgroups.options().Validate(); err != nil {
+	o := a.options()
+	if err := o.Cgroups.Validate(); err != nil {
 		p.at("agent.cgroups", "%v", strings.TrimPrefix(err.Error(), "cgroups: "))
+	}
+	if b := a.Bandwidth; b != nil {
+		_, err := ParseRate(b.Ceiling)
+		bad := err != nil
+		if bad {
+			p.at("agent.bandwidth.ceiling", "%v", err)
+		}
+		for i, st := range b.Stages {
+			if _, err := ParseRate(st.Ceiling); st.Ceiling != "" && err != nil {
+				p.at(fmt.Sprintf("agent.bandwidth.stages[%d].ceiling", i), "%v", err)
+				bad = true
+			}
+		}
+		if err := o.Bandwidth.Validate(); err != nil && !bad {
+			p.at("agent.bandwidth", "%v", strings.TrimPrefix(err.Error(), "bandwidth: "))
+		}
 	}
 	for i, w := range a.Workers {
 		at := fmt.Sprintf("agent.workers[%d]", i)

@@ -18,6 +18,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
+		{"agent", "run on each host: apply the coordinator's limits to its cgroups, run its stage workers in them, report it", runAgent},
 		{"replay", "replay recorded executions and compare how each method sizes memory", runReplay},
 		{"status", "print the forecaster's predictions, the coordinator's decisions and replicas, and the pools", runStatus},
 		{"version", "print the module version and the Temporal SDK it is built with", runVersion},

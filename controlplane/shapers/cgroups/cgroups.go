@@ -20,7 +20,7 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
+	"os/exec"
 	"regexp"
 	"runtime"
 	"slices"
@@ -31,6 +31,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/headstart-dev/headstart/controlplane/shapers"
+	"github.com/headstart-dev/headstart/controlplane/shapers/internal/state"
 	"github.com/headstart-dev/headstart/resources"
 )
 
@@ -51,6 +52,15 @@ type Options struct {
 	MaxStep float64
 	// StepInterval is the time between steps. Default 1s.
 	StepInterval time.Duration
+	// DiskIOPSBudget is the IOPS the Devices sustain, as measured on them.
+	// With it set, a target's disk_iops is its floor, not its cap: each
+	// target (every cgroup the shaper knows, asked for limits or holding
+	// placed processes) is capped at its floor plus an equal share of what
+	// the floors leave of the budget, so the favoured stage gets its floor
+	// whatever the others do, and gets it back to share when its floor is
+	// lowered. The floors may add up to the budget at most. Default 0:
+	// disk_iops is each target's cap.
+	DiskIOPSBudget float64
 	// StateDir keeps each target's desired state; a Shaper started on it
 	// again reconciles the cgroups to it. Default: kept in memory only.
 	StateDir string
@@ -84,6 +94,10 @@ func (o Options) Validate() error {
 		return fmt.Errorf("cgroups: max step %v: want more than 1", o.MaxStep)
 	case o.StepInterval < 0:
 		return fmt.Errorf("cgroups: step interval %v is negative", o.StepInterval)
+	case o.DiskIOPSBudget < 0:
+		return fmt.Errorf("cgroups: disk IOPS budget %v is negative", o.DiskIOPSBudget)
+	case o.DiskIOPSBudget > 0 && len(o.Devices) == 0:
+		return errors.New("cgroups: a disk IOPS budget needs the devices it is measured on")
 	}
 	return nil
 }
@@ -218,6 +232,17 @@ func (s *Shaper) Apply(ctx context.Context, a shapers.Action) (shapers.Status, e
 	if t != nil {
 		desired = merge(t.Desired, want)
 	}
+	if b := s.opts.DiskIOPSBudget; b > 0 {
+		floors := float64(desired.DiskIOPS)
+		for n, o := range s.targets {
+			if n != a.Target.Name {
+				floors += float64(o.Desired.DiskIOPS)
+			}
+		}
+		if floors > b {
+			return shapers.Status{}, fmt.Errorf("%w: %s: disk IOPS floors would add up to %.0f, above the devices' budget of %.0f", shapers.ErrInvalidAction, a.Target, floors, b)
+		}
+	}
 	if a.DryRun {
 		var o observed
 		if t != nil {
@@ -226,6 +251,7 @@ func (s *Shaper) Apply(ctx context.Context, a shapers.Action) (shapers.Status, e
 				return shapers.Status{}, err
 			}
 		}
+		desired = s.effective(a.Target.Name, desired)
 		next, held := s.next(o, desired)
 		st := s.status(a.Target, o, desired)
 		st.Message = "dry run: " + describe(o.limits, next, desired, held)
@@ -240,8 +266,17 @@ func (s *Shaper) Apply(ctx context.Context, a shapers.Action) (shapers.Status, e
 		s.targets[a.Target.Name] = t
 	}
 	t.Desired, t.Reason = desired, a.Reason
-	if err := s.save(a.Target.Name, t); err != nil {
-		return shapers.Status{}, err
+	if err := state.Dir(s.opts.StateDir).Save(a.Target.Name, t); err != nil {
+		return shapers.Status{}, fmt.Errorf("cgroups: %w", err)
+	}
+	if s.opts.DiskIOPSBudget > 0 { // the others' share changed with this floor: they move first
+		for _, name := range s.names() {
+			if name != a.Target.Name {
+				if _, err := s.step(name, s.targets[name]); err != nil {
+					return shapers.Status{}, err
+				}
+			}
+		}
 	}
 	return s.step(a.Target.Name, t)
 }
@@ -280,12 +315,44 @@ func (s *Shaper) Status(ctx context.Context, tg shapers.Target) (shapers.Status,
 	if err != nil {
 		return shapers.Status{}, err
 	}
-	st := s.status(tg, o, t.Desired)
+	want := s.effective(tg.Name, t.Desired)
+	st := s.status(tg, o, want)
 	if !st.Converged {
-		next, held := s.next(o, t.Desired)
-		st.Message = describe(o.limits, next, t.Desired, held)
+		next, held := s.next(o, want)
+		st.Message = describe(o.limits, next, want, held)
 	}
 	return st, nil
+}
+
+// effective is what target name's cgroup is brought to, with desired as
+// its desired limits: those, but with a disk IOPS budget, its IOPS cap is
+// its floor plus an equal share of what all the floors leave.
+func (s *Shaper) effective(name string, desired limits) limits {
+	b := s.opts.DiskIOPSBudget
+	if b <= 0 {
+		return desired
+	}
+	floors, n := float64(desired.DiskIOPS), 1.0
+	for other, t := range s.targets {
+		if other != name {
+			floors, n = floors+float64(t.Desired.DiskIOPS), n+1
+		}
+	}
+	desired.DiskIOPS = uint64(math.Max(float64(desired.DiskIOPS)+math.Max(b-floors, 0)/n, minIOPS))
+	return desired
+}
+
+// minIOPS is the lowest IOPS cap a budget gives: a cap of 0 would be none.
+const minIOPS = 10
+
+// names are the targets' names, sorted.
+func (s *Shaper) names() []string {
+	names := make([]string, 0, len(s.targets))
+	for name := range s.targets {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
 }
 
 // Place moves process pid (and the threads it has) into the target's
@@ -324,10 +391,8 @@ func (s *Shaper) Remove(ctx context.Context, name string) error {
 		return fmt.Errorf("cgroups: remove %s: %w", s.Group(name), err)
 	}
 	delete(s.targets, name)
-	if s.opts.StateDir != "" {
-		if err := os.Remove(s.stateFile(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
+	if err := state.Dir(s.opts.StateDir).Delete(name); err != nil {
+		return fmt.Errorf("cgroups: %w", err)
 	}
 	return nil
 }
@@ -416,23 +481,28 @@ func (s *Shaper) step(name string, t *target) (shapers.Status, error) {
 	if err != nil {
 		return shapers.Status{}, err
 	}
-	if reached(o.limits, t.Desired) {
-		return s.status(tg, o, t.Desired), nil
+	want := s.effective(name, t.Desired)
+	if reached(o.limits, want) {
+		return s.status(tg, o, want), nil
 	}
-	next, held := s.next(o, t.Desired)
+	next, held := s.next(o, want)
 	if next != o.limits {
 		if err := t.ctl.write(next, s.devices); err != nil {
 			return shapers.Status{}, err
 		}
-		fmt.Fprintf(s.opts.Log, "cgroups: %s: %s: %s\n", s.Group(name), describe(o.limits, next, t.Desired, held), t.Reason)
+		reason := t.Reason
+		if reason == "" && want.DiskIOPS != t.Desired.DiskIOPS {
+			reason = "its share of the disk IOPS the other stages' floors leave"
+		}
+		fmt.Fprintf(s.opts.Log, "cgroups: %s: %s: %s\n", s.Group(name), describe(o.limits, next, want, held), reason)
 	}
 	if o, err = t.ctl.read(s.devices); err != nil {
 		return shapers.Status{}, err
 	}
-	st := s.status(tg, o, t.Desired)
+	st := s.status(tg, o, want)
 	if !st.Converged {
-		next, held := s.next(o, t.Desired)
-		st.Message = describe(o.limits, next, t.Desired, held)
+		next, held := s.next(o, want)
+		st.Message = describe(o.limits, next, want, held)
 	}
 	return st, nil
 }
@@ -482,12 +552,7 @@ func (s *Shaper) run() {
 		case <-tick.C:
 		}
 		s.mu.Lock()
-		names := make([]string, 0, len(s.targets))
-		for name := range s.targets {
-			names = append(names, name)
-		}
-		slices.Sort(names)
-		for _, name := range names {
+		for _, name := range s.names() {
 			if _, err := s.step(name, s.targets[name]); err != nil {
 				fmt.Fprintf(s.opts.Log, "cgroups: %s: %v\n", s.Group(name), err)
 			}
@@ -496,64 +561,59 @@ func (s *Shaper) run() {
 	}
 }
 
-func (s *Shaper) stateFile(name string) string { return filepath.Join(s.opts.StateDir, name+".json") }
-
-// save writes t's desired state atomically: a restart finds the old one or the new one.
-func (s *Shaper) save(name string, t *target) error {
-	if s.opts.StateDir == "" {
+// load reads the desired state a shaper before this one kept.
+func (s *Shaper) load() error {
+	err := state.Dir(s.opts.StateDir).Load(validName, func(name string, b []byte) error {
+		t := &target{}
+		if err := json.Unmarshal(b, t); err != nil {
+			return err
+		}
+		ctl, err := open(s.version, s.Group(name))
+		if err != nil {
+			return err
+		}
+		t.ctl = ctl
+		s.targets[name] = t
 		return nil
-	}
-	b, err := json.Marshal(t)
+	})
 	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(s.opts.StateDir, 0o700); err != nil {
-		return fmt.Errorf("cgroups: state: %w", err)
-	}
-	tmp, err := os.CreateTemp(s.opts.StateDir, "."+name+"-*")
-	if err != nil {
-		return fmt.Errorf("cgroups: state: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("cgroups: state: %w", err)
-	}
-	if err := errors.Join(tmp.Sync(), tmp.Close()); err != nil {
-		return fmt.Errorf("cgroups: state: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), s.stateFile(name)); err != nil {
-		return fmt.Errorf("cgroups: state: %w", err)
+		return fmt.Errorf("cgroups: %w", err)
 	}
 	return nil
 }
 
-// load reads the desired state a shaper before this one kept.
-func (s *Shaper) load() error {
-	if s.opts.StateDir == "" {
-		return nil
-	}
-	files, err := filepath.Glob(filepath.Join(s.opts.StateDir, "*.json"))
+// Start starts cmd with its process in cgroup name (made if needed) from
+// its first instruction: cmd runs through /bin/sh, which waits on a pipe
+// until its process has been placed, then execs cmd's program with cmd's
+// arguments in its place (same process, same pid). cmd must not have been
+// started; wait for it with cmd.Wait as usual.
+func (s *Shaper) Start(ctx context.Context, name string, cmd *exec.Cmd) error {
+	r, w, err := os.Pipe()
 	if err != nil {
+		return fmt.Errorf("cgroups: start in %s: %w", s.Group(name), err)
+	}
+	defer r.Close()
+	defer w.Close()
+	program := cmd.Path
+	if len(cmd.Args) == 0 {
+		cmd.Args = []string{program}
+	}
+	fd := 3 + len(cmd.ExtraFiles) // after cmd's own extra files, which keep their numbers
+	cmd.Path = "/bin/sh"
+	cmd.Args = append([]string{"/bin/sh", "-c", fmt.Sprintf(`read -r _ <&%d && exec %d<&- "$@"`, fd, fd), "headstart-cgroup", program}, cmd.Args[1:]...)
+	cmd.ExtraFiles = append(cmd.ExtraFiles, r)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("cgroups: start %s in %s: %w", program, s.Group(name), err)
+	}
+	if err := s.Place(ctx, name, cmd.Process.Pid); err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
 		return err
 	}
-	for _, f := range files {
-		name := strings.TrimSuffix(filepath.Base(f), ".json")
-		if !validName(name) {
-			continue
-		}
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return fmt.Errorf("cgroups: state: %w", err)
-		}
-		t := &target{}
-		if err := json.Unmarshal(b, t); err != nil {
-			return fmt.Errorf("cgroups: state %s: %w", f, err)
-		}
-		if t.ctl, err = open(s.version, s.Group(name)); err != nil {
-			return err
-		}
-		s.targets[name] = t
+	if _, err := w.WriteString("placed\n"); err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return fmt.Errorf("cgroups: start %s in %s: %w", program, s.Group(name), err)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package cgroups_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -333,4 +334,112 @@ func (w *syncWriter) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.String()
+}
+
+// TestStartRunsACommandInItsCgroupFromItsFirstInstruction: the command
+// reads its own cgroup, and finds it is the target's.
+func TestStartRunsACommandInItsCgroupFromItsFirstInstruction(t *testing.T) {
+	s, name := newShaper(t, cgroups.Options{})
+	var out strings.Builder
+	cmd := exec.Command("cat", "/proc/self/cgroup")
+	cmd.Stdout = &out
+	if err := s.Start(context.Background(), name, cmd); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	want := ":" + s.Group(name) + "\n"
+	if !strings.Contains(out.String(), want) {
+		t.Fatalf("cat's first read of /proc/self/cgroup does not show %s:\n%s", s.Group(name), out.String())
+	}
+}
+
+// TestTheFavouredStageGetsItsIOPSFloorAndTheOthersShareTheRest: with the
+// device's IOPS budget (400 here, set low so the throttle and not the disk
+// decides), the stage asked a floor of 300 gets at least 300 IOPS while
+// another stage writes as fast as it can beside it, which is throttled to
+// an equal share of what is left; lowering the floor gives the IOPS back.
+func TestTheFavouredStageGetsItsIOPSFloorAndTheOthersShareTheRest(t *testing.T) {
+	dir := t.TempDir()
+	const budget = 400
+	s, favoured := newShaper(t, cgroups.Options{Devices: []string{dir}, DiskIOPSBudget: budget})
+	other := favoured + "-other"
+	ctx := context.Background()
+	t.Cleanup(func() {
+		if err := s.Remove(ctx, other); err != nil {
+			t.Errorf("remove %s: %v", other, err)
+		}
+	})
+	// writer starts dd in cgroup name, waiting for go() to write count 4 KiB blocks.
+	writer := func(name string, count int) (goAhead func() float64) {
+		cmd := exec.Command("sh", "-c", `read _; exec dd if=/dev/zero of="$1" bs=4k count=$2 oflag=direct`, "sh", filepath.Join(dir, name), strconv.Itoa(count))
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := s.Start(ctx, name, cmd); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		var start time.Time
+		done := make(chan float64, 1)
+		return func() float64 {
+			start = time.Now()
+			io.WriteString(stdin, "go\n")
+			go func() {
+				if err := cmd.Wait(); err != nil {
+					t.Errorf("dd in %s: %v\n%s", name, err, out.String())
+				}
+				done <- float64(count) / time.Since(start).Seconds()
+			}()
+			return <-done
+		}
+	}
+	capOf := func(name string) float64 {
+		converge(t, s, name, 10*time.Second)
+		st, err := s.Status(ctx, shapers.Target{Kind: cgroups.Kind, Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Resources.Get(resources.DiskIOPS)
+	}
+
+	otherRun := writer(other, 100) // known to the shaper from here: it gets its share
+	favouredRun := writer(favoured, 700)
+	if _, err := s.Apply(ctx, limit(favoured, resources.Vector{}.With(resources.DiskIOPS, 300))); err != nil {
+		t.Fatal(err)
+	}
+	if f, o := capOf(favoured), capOf(other); f != 350 || o != 50 {
+		t.Fatalf("caps: favoured %v, other %v; want 300 + 100/2 and 0 + 100/2", f, o)
+	}
+	rates := make(chan float64, 1)
+	go func() { rates <- otherRun() }()
+	fav := favouredRun()
+	oth := <-rates
+	t.Logf("budget %d IOPS, floor 300: the favoured stage wrote at %.0f IOPS, the other at %.0f", budget, fav, oth)
+	if fav < 0.9*300 {
+		t.Errorf("the favoured stage got %.0f IOPS, below its floor of 300", fav)
+	}
+	if oth > 1.15*50 {
+		t.Errorf("the other stage got %.0f IOPS, above its share of 50", oth)
+	}
+
+	if _, err := s.Apply(ctx, limit(favoured, resources.Vector{}.With(resources.DiskIOPS, 20))); err != nil {
+		t.Fatal(err)
+	}
+	if o := capOf(other); o != 190 {
+		t.Fatalf("after the floor is lowered the other stage's cap is %v, want (400 - 20)/2", o)
+	}
+	again := writer(other, 380)()
+	t.Logf("given back: the other stage writes at %.0f IOPS (cap 190)", again)
+	if again < 0.85*190 || again > 1.15*190 {
+		t.Errorf("the other stage wrote at %.0f IOPS once the floor was lowered, want 190 ± 15%%", again)
+	}
+
+	if _, err := s.Apply(ctx, limit(other, resources.Vector{}.With(resources.DiskIOPS, 390))); !errors.Is(err, shapers.ErrInvalidAction) {
+		t.Errorf("floors above the budget: %v, want ErrInvalidAction", err)
+	}
 }

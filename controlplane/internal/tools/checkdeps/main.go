@@ -6,6 +6,8 @@
 //	    │          forecasting (pure models)
 //	    │               ▲
 //	 shapers ◄──── activities ◄── forecaster, ledger, coordinator ◄── controlplane ◄── config ◄── cmd
+//	                    ▲                                                              │
+//	                    └──────────────────────── agent (the host agent) ◄─────────────┘
 //
 // The drop-in a user's worker imports (the root and interceptors) may not
 // depend on gonum or client-go, even through another module.
@@ -56,7 +58,7 @@ type Rule struct {
 }
 
 var public = []string{"", "resources", "forecasting", "interceptors", "activities", "shapers",
-	"forecaster", "ledger", "coordinator", "controlplane", "config", "samples"}
+	"forecaster", "ledger", "coordinator", "controlplane", "agent", "config", "samples"}
 
 // heavy are what a user's worker must not pull in through Headstart's drop-in.
 var heavy = []string{"gonum.org/", "k8s.io/", "sigs.k8s.io/"}
@@ -76,8 +78,10 @@ var Rules = []Rule{
 	{Path: "coordinator", Internal: []string{"", "resources", "activities", "shapers", "internal/details"}},
 	// The control worker's assembly: registers the workflows and activities, starts the plane.
 	{Path: "controlplane", Internal: []string{"", "resources", "activities", "shapers", "forecaster", "ledger", "coordinator"}},
-	// config is the file's schema: it maps onto the control plane's types and starts nothing.
-	{Path: "config", Internal: []string{"", "resources", "coordinator", "controlplane"}},
+	// The host agent's assembly: a worker of the host's queue with the host's shapers.
+	{Path: "agent", Internal: []string{"", "resources", "activities", "shapers"}},
+	// config is the file's schema: it maps onto the options of the control plane, the agent and the shapers, and starts nothing.
+	{Path: "config", Internal: []string{"", "resources", "shapers", "coordinator", "controlplane", "agent"}},
 	{Path: "samples", Internal: public},
 	{Path: "internal/details", Internal: nil, External: []string{}},
 	{Path: "internal", Internal: append([]string{"internal"}, public...)},
