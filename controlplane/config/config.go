@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
 )
 
 // File is a whole configuration file. Zero values take the documented defaults.
@@ -417,4 +416,5 @@ const (
 	KindWorkerPool = "workerpool" // shapers.workerpool
 	KindDeployment = "deployment" // shapers.kubernetes
 	KindCgroup     = "cgroup"     // shapers.cgroups, through the host's agent
+	KindBandwidth  = "bandwidth"  // shapers.bandwidth, through the host's agent
 )

@@ -167,7 +167,7 @@ func TestEveryBadValueGetsItsOwnError(t *testing.T) {
 		{"window", "pools:", "forecaster: {window: -1}\npools:", "bad.yaml:3: forecaster.window: -1 is below 0"},
 		{"fit interval", "pools:", "forecaster: {fit_interval: -1m}\npools:", "bad.yaml:3: forecaster.fit_interval: -1m0s is negative"},
 		{"limited target without host", "  replicate:", "  limits:\n    - {stage: P/T, target: {kind: cgroup, name: t}, raised: {cpu: 2}}\n  replicate:", "bad.yaml:10: coordinator.limits[0].target.host: not set: a cgroup is on one host"},
-		{"limited target kind", "  replicate:", "  limits:\n    - {stage: P/T, target: {kind: workerpool, name: t}, raised: {cpu: 2}}\n  replicate:", `bad.yaml:10: coordinator.limits[0].target.kind: "workerpool" cannot be limited; only cgroup can`},
+		{"limited target kind", "  replicate:", "  limits:\n    - {stage: P/T, target: {kind: workerpool, name: t}, raised: {cpu: 2}}\n  replicate:", `bad.yaml:10: coordinator.limits[0].target.kind: "workerpool" cannot be limited; only cgroup and bandwidth can`},
 		{"limit quantity", "  replicate:", "  limits:\n    - {stage: P/T, target: {kind: cgroup, name: t, host: h}, idle: {cpu: lots}, raised: {cpu: 2}}\n  replicate:", `bad.yaml:10: coordinator.limits[0].idle.cpu: "lots" is not a quantity`},
 		{"limit with nothing to shape", "  replicate:", "  limits:\n    - {stage: P/T, target: {kind: cgroup, name: t, host: h}}\n  replicate:", "bad.yaml:10: coordinator.limits[0]: neither idle nor raised limits are set"},
 		{"agent worker without command", "shapers:", "agent:\n  workers: [{cgroup: t}]\nshapers:", "bad.yaml:13: agent.workers[0].command: not set"},

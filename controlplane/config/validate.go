@@ -93,12 +93,12 @@ func (p *parser) validate(f *File) {
 			at := fmt.Sprintf("coordinator.limits[%d]", i)
 			switch l.Target.Kind {
 			case "":
-			case KindCgroup:
+			case KindCgroup, KindBandwidth:
 				if l.Target.Host == "" {
-					p.at(at+".target.host", "not set: a cgroup is on one host, whose agent shapes it")
+					p.at(at+".target.host", "not set: a %s is on one host, whose agent shapes it", l.Target.Kind)
 				}
 			default:
-				p.at(at+".target.kind", "%q cannot be limited; only %s can", l.Target.Kind, KindCgroup)
+				p.at(at+".target.kind", "%q cannot be limited; only %s and %s can", l.Target.Kind, KindCgroup, KindBandwidth)
 			}
 			p.quantities(at+".idle", l.Idle)
 			p.quantities(at+".raised", l.Raised)

@@ -68,7 +68,8 @@ coordinator:
 agent:
   host: %[2]s
   heartbeat: 1s
-  cgroups: {root: %[3]s, devices: [%[7]s], max_step: 4, step_interval: 100ms, state_dir: %[7]s/agent}
+  state_dir: %[7]s/agent
+  cgroups: {root: %[3]s, devices: [%[7]s], max_step: 4, step_interval: 100ms}
   workers:
     - cgroup: %[4]s
       command: [%[8]s/worker, -address, "{address}", -namespace, "{namespace}", -fleet, %[1]s, -metrics-address=, -route=false, -task-queue, %[9]s]

@@ -272,9 +272,9 @@ func TestEachStageGetsItsFloorUnderContention(t *testing.T) {
 	}
 	converge(t, s, "big")
 	converge(t, s, "small")
-	big := send(t, l.a, l.b, "10.77.0.2", 5001)  // by its port
+	big := send(t, l.a, l.b, "10.77.0.2", 5001)   // by its port
 	small := send(t, l.a, l.b, "10.77.0.2", 6001) // by its peer
-	time.Sleep(2 * time.Second) // htb's first burst and TCP's slow start
+	time.Sleep(2 * time.Second)                   // htb's first burst and TCP's slow start
 	wire0, payload0, start := classBytes(t, l, 16, 17), []int64{big.received.Load(), small.received.Load()}, time.Now()
 	time.Sleep(4 * time.Second)
 	wire1, payload1, took := classBytes(t, l, 16, 17), []int64{big.received.Load(), small.received.Load()}, time.Since(start).Seconds()
