@@ -10,7 +10,6 @@ import (
 	"os/signal"
 	"syscall"
 
-	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
 	sdkworker "go.temporal.io/sdk/worker"
 
@@ -59,28 +58,15 @@ func runAgent(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	patience := file.Temporal.ConnectTimeout
-	var c client.Client
-	err = untilReachable(ctx, patience, stderr, "dial "+copts.HostPort, func(ctx context.Context) (err error) {
-		c, err = client.DialContext(ctx, copts)
-		return err
-	})
+	c, err := dialServer(ctx, patience, stderr, copts)
 	if err != nil {
-		return fail(config.ExplainDial(copts.HostPort, err))
+		return fail(err)
 	}
 	defer c.Close()
 
-	var w sdkworker.Worker
-	err = untilReachable(ctx, patience, stderr, "start the agent's worker", func(context.Context) error {
-		try := a.NewWorker(c)
-		if err := try.Start(); err != nil {
-			try.Stop()
-			return err
-		}
-		w = try
-		return nil
-	})
+	w, err := startWorker(ctx, patience, stderr, "the agent's worker", func() (sdkworker.Worker, error) { return a.NewWorker(c), nil })
 	if err != nil {
-		return fail(fmt.Errorf("start the agent's worker: %w", err))
+		return fail(err)
 	}
 	defer w.Stop()
 	fmt.Fprintf(stdout, "headstart agent: host %s on task queue %s, shaping cgroups %s under %s (state in %s)\n",

@@ -6,6 +6,9 @@ import (
 	"io"
 	"time"
 
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+
 	"github.com/headstart-dev/headstart/controlplane/config"
 )
 
@@ -42,4 +45,40 @@ func untilReachable(ctx context.Context, timeout time.Duration, log io.Writer, w
 		}
 		wait = min(2*wait, lastRetry)
 	}
+}
+
+// dialServer connects to the server of copts, waiting for it as untilReachable does.
+func dialServer(ctx context.Context, patience time.Duration, log io.Writer, copts client.Options) (client.Client, error) {
+	var c client.Client
+	err := untilReachable(ctx, patience, log, "dial "+copts.HostPort, func(ctx context.Context) (err error) {
+		c, err = client.DialContext(ctx, copts)
+		return err
+	})
+	if err != nil {
+		return nil, config.ExplainDial(copts.HostPort, err)
+	}
+	return c, nil
+}
+
+// startWorker starts a worker that newWorker builds, waiting for the server
+// as untilReachable does. A worker's Start is done once, failed or not: each
+// try builds another.
+func startWorker(ctx context.Context, patience time.Duration, log io.Writer, what string, newWorker func() (worker.Worker, error)) (worker.Worker, error) {
+	var w worker.Worker
+	err := untilReachable(ctx, patience, log, "start "+what, func(context.Context) error {
+		try, err := newWorker()
+		if err != nil {
+			return err
+		}
+		if err := try.Start(); err != nil {
+			try.Stop()
+			return err
+		}
+		w = try
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", what, err)
+	}
+	return w, nil
 }

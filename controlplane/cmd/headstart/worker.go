@@ -17,7 +17,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
 	sdkworker "go.temporal.io/sdk/worker"
 	k8s "k8s.io/client-go/kubernetes"
@@ -83,13 +82,9 @@ func runWorker(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	patience := file.Temporal.ConnectTimeout
-	var c client.Client
-	err = untilReachable(ctx, patience, stderr, "dial "+copts.HostPort, func(ctx context.Context) (err error) {
-		c, err = client.DialContext(ctx, copts)
-		return err
-	})
+	c, err := dialServer(ctx, patience, stderr, copts)
 	if err != nil {
-		return fail(config.ExplainDial(copts.HostPort, err))
+		return fail(err)
 	}
 	defer c.Close()
 	registry := prometheus.NewRegistry()
@@ -102,22 +97,9 @@ func runWorker(args []string, stdout, stderr io.Writer) int {
 	}
 	opts := file.Options()
 	opts.Registerer, opts.Shapers = registry, shaping
-	var w sdkworker.Worker
-	err = untilReachable(ctx, patience, stderr, "start the control worker", func(context.Context) error {
-		// A worker's Start is done once, failed or not: each try builds another.
-		try, err := controlplane.NewWorker(c, opts)
-		if err != nil {
-			return err
-		}
-		if err := try.Start(); err != nil {
-			try.Stop()
-			return err
-		}
-		w = try
-		return nil
-	})
+	w, err := startWorker(ctx, patience, stderr, "the control worker", func() (sdkworker.Worker, error) { return controlplane.NewWorker(c, opts) })
 	if err != nil {
-		return fail(fmt.Errorf("start the control worker: %w", err))
+		return fail(err)
 	}
 	defer w.Stop()
 	fmt.Fprintf(stdout, "headstart control worker: %s\n", file)
