@@ -19,6 +19,8 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -58,6 +60,9 @@ type Options struct {
 	// Cgroups configures the cgroup shaper (CPU, memory, disk); its Log
 	// defaults to Log.
 	Cgroups cgroups.Options
+	// MeasureDiskIOPS sets Cgroups.DiskIOPSBudget to what New measures
+	// (cgroups.MeasureIOPS) on the first of Cgroups.Devices that is a folder.
+	MeasureDiskIOPS bool
 	// Bandwidth configures the bandwidth shaper; nil: the agent does not
 	// shape the host's network. Its Log defaults to Log.
 	Bandwidth *bandwidth.Options
@@ -98,6 +103,9 @@ func (o Options) Validate() error {
 	if err := o.Cgroups.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if o.MeasureDiskIOPS && o.measureDir() == "" {
+		errs = append(errs, errors.New("measure disk IOPS: none of the cgroup devices is a folder to measure in"))
+	}
 	if o.Bandwidth != nil {
 		if err := o.Bandwidth.Validate(); err != nil {
 			errs = append(errs, err)
@@ -115,6 +123,16 @@ func (o Options) Validate() error {
 		return fmt.Errorf("agent: %w", err)
 	}
 	return nil
+}
+
+// measureDir is the first cgroup device that is a folder, or "".
+func (o Options) measureDir() string {
+	for _, d := range o.Cgroups.Devices {
+		if st, err := os.Stat(d); err == nil && st.IsDir() {
+			return d
+		}
+	}
+	return ""
 }
 
 // Agent is one host's agent.
@@ -141,6 +159,15 @@ func New(o Options) (*Agent, error) {
 	}
 	if o.StateDir != "" {
 		o.Cgroups.StateDir = filepath.Join(o.StateDir, "cgroups")
+	}
+	if o.MeasureDiskIOPS {
+		dir := o.measureDir()
+		iops, err := cgroups.MeasureIOPS(context.Background(), dir, 0)
+		if err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+		o.Cgroups.DiskIOPSBudget = math.Floor(iops)
+		fmt.Fprintf(o.Log, "headstart agent: the disk under %s sustains %.0f IOPS: the budget of disk IOPS floors\n", dir, o.Cgroups.DiskIOPSBudget)
 	}
 	cg, err := cgroups.New(o.Cgroups)
 	if err != nil {

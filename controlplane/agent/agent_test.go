@@ -308,3 +308,26 @@ func TestAnAgentKilledMidChangeReconcilesOnRestart(t *testing.T) {
 		}
 	}
 }
+
+// TestAnAgentMeasuresItsDiskIOPSBudgetWhenAsked and says what it found.
+func TestAnAgentMeasuresItsDiskIOPSBudgetWhenAsked(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Fatal("the agent's tests need root: they shape real cgroups")
+	}
+	var log strings.Builder
+	dir := t.TempDir()
+	a, err := agent.New(agent.Options{Host: "measuring", Coordinator: "none", MeasureDiskIOPS: true, Log: &log,
+		Cgroups: cgroups.Options{Root: fmt.Sprintf("headstart-measure-test-%d", os.Getpid()), Devices: []string{dir}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Close(context.Background())
+	var iops float64
+	if _, err := fmt.Sscanf(strings.TrimPrefix(log.String(), "headstart agent: the disk under "+dir+" sustains "), "%f IOPS", &iops); err != nil || iops <= 0 {
+		t.Fatalf("the agent did not say what it measured: %q", log.String())
+	}
+	if _, err := agent.New(agent.Options{Host: "x", Coordinator: "none", MeasureDiskIOPS: true,
+		Cgroups: cgroups.Options{Devices: []string{"8:0"}}}); err == nil || !strings.Contains(err.Error(), "none of the cgroup devices is a folder") {
+		t.Errorf("measuring with no folder: %v", err)
+	}
+}

@@ -254,11 +254,16 @@ type Cgroups struct {
 	MaxStep float64 `yaml:"max_step"`
 	// StepInterval between steps (default 1s).
 	StepInterval time.Duration `yaml:"step_interval"`
-	// DiskIOPSBudget is what the devices sustain, in IOPS: with it set, a
-	// stage's disk_iops is its floor, and the other stages share what the
-	// floors leave. Default 0: disk_iops is each stage's cap.
-	DiskIOPSBudget float64 `yaml:"disk_iops_budget"`
+	// DiskIOPSBudget is what the devices sustain, in IOPS, or "measure":
+	// measured when the agent starts, on the first of Devices that is a
+	// folder. With it set, a stage's disk_iops is its floor, and the other
+	// stages share what the floors leave. Default "": disk_iops is each
+	// stage's cap.
+	DiskIOPSBudget string `yaml:"disk_iops_budget"`
 }
+
+// MeasureBudget is the disk_iops_budget measured when the agent starts.
+const MeasureBudget = "measure"
 
 // Bandwidth configures an agent's bandwidth shaper: htb classes per stage
 // on one network device. Rates are bits/s with a unit (40Mbit, 1Gbit, 500kbit).

@@ -173,6 +173,8 @@ func TestEveryBadValueGetsItsOwnError(t *testing.T) {
 		{"agent worker without command", "shapers:", "agent:\n  workers: [{cgroup: t}]\nshapers:", "bad.yaml:13: agent.workers[0].command: not set"},
 		{"agent cgroup name", "shapers:", "agent:\n  workers: [{cgroup: ../x, command: [sh]}]\nshapers:", `bad.yaml:13: agent.workers[0].cgroup: "../x": want letters`},
 		{"agent max step", "shapers:", "agent:\n  cgroups: {max_step: 1}\nshapers:", "bad.yaml:13: agent.cgroups: max step 1: want more than 1"},
+		{"agent IOPS budget", "shapers:", "agent:\n  cgroups: {disk_iops_budget: lots}\nshapers:", `bad.yaml:13: agent.cgroups.disk_iops_budget: "lots": want a number of IOPS above 0, or "measure"`},
+		{"agent IOPS budget to measure on no folder", "shapers:", "agent:\n  cgroups: {disk_iops_budget: measure, devices: ['8:0']}\nshapers:", "bad.yaml:13: agent.cgroups.disk_iops_budget: measure: none of agent.cgroups.devices is a folder"},
 		{"agent IOPS budget without devices", "shapers:", "agent:\n  cgroups: {disk_iops_budget: 400}\nshapers:", "bad.yaml:13: agent.cgroups: a disk IOPS budget needs the devices"},
 		{"agent bandwidth rate", "shapers:", "agent:\n  bandwidth: {device: eth0, ceiling: 40MB, stages: [{name: a, ports: [1]}]}\nshapers:", `bad.yaml:13: agent.bandwidth.ceiling: "40MB" is not a rate such as 40Mbit`},
 		{"agent bandwidth stage", "shapers:", "agent:\n  bandwidth: {device: eth0, ceiling: 40Mbit, stages: [{name: a}]}\nshapers:", "bad.yaml:13: agent.bandwidth: stages[0] (a): no ports or peers"},

@@ -165,7 +165,12 @@ func (f *File) AgentOptions(c client.Options) (agent.Options, error) {
 func (a Agent) options() agent.Options {
 	c := a.Cgroups
 	o := agent.Options{Host: a.Host, Heartbeat: a.Heartbeat, StateDir: a.StateDir,
-		Cgroups: cgroups.Options{Root: c.Root, Devices: c.Devices, MaxStep: c.MaxStep, StepInterval: c.StepInterval, DiskIOPSBudget: c.DiskIOPSBudget}}
+		Cgroups: cgroups.Options{Root: c.Root, Devices: c.Devices, MaxStep: c.MaxStep, StepInterval: c.StepInterval}}
+	if c.DiskIOPSBudget == MeasureBudget {
+		o.MeasureDiskIOPS = true
+	} else if c.DiskIOPSBudget != "" {
+		o.Cgroups.DiskIOPSBudget, _ = strconv.ParseFloat(c.DiskIOPSBudget, 64) // Load reports one that does not parse
+	}
 	if b := a.Bandwidth; b != nil {
 		ceiling, _ := ParseRate(b.Ceiling)
 		bw := &bandwidth.Options{Device: b.Device, Ceiling: ceiling, Ingress: b.Ingress, IFB: b.IFB, StepShare: b.StepShare, StepInterval: b.StepInterval}

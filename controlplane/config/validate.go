@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -166,6 +167,14 @@ func (p *parser) agent(a Agent) {
 		p.at("agent.heartbeat", "%v is negative", a.Heartbeat)
 	}
 	o := a.options()
+	if b := a.Cgroups.DiskIOPSBudget; b != "" && b != MeasureBudget {
+		if v, err := strconv.ParseFloat(b, 64); err != nil || !(v > 0) || math.IsInf(v, 0) {
+			p.at("agent.cgroups.disk_iops_budget", "%q: want a number of IOPS above 0, or %q", b, MeasureBudget)
+		}
+	}
+	if o.MeasureDiskIOPS && !slices.ContainsFunc(a.Cgroups.Devices, isDir) {
+		p.at("agent.cgroups.disk_iops_budget", "%s: none of agent.cgroups.devices is a folder to measure in", MeasureBudget)
+	}
 	if err := o.Cgroups.Validate(); err != nil {
 		p.at("agent.cgroups", "%v", strings.TrimPrefix(err.Error(), "cgroups: "))
 	}
@@ -291,4 +300,9 @@ func kindList() string {
 		names = append(names, k.String())
 	}
 	return strings.Join(names, ", ")
+}
+
+func isDir(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.IsDir()
 }

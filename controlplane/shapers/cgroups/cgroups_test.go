@@ -23,7 +23,8 @@ import (
 )
 
 // The test binary is its own helper process: HEADSTART_CGROUPS_HELPER=spin
-// burns a core, =alloc:N holds N MiB; each waits for a line on stdin first,
+// burns a core, =alloc:N holds N MiB, =measure:DIR prints MeasureIOPS of
+// DIR; each waits for a line on stdin first,
 // so it can be placed in its cgroup before it starts.
 func TestMain(m *testing.M) {
 	switch mode := os.Getenv("HEADSTART_CGROUPS_HELPER"); {
@@ -44,6 +45,15 @@ func TestMain(m *testing.M) {
 		fmt.Println("allocated")
 		io.Copy(io.Discard, os.Stdin) // hold until stdin closes
 		fmt.Println(len(b))
+		os.Exit(0)
+	case strings.HasPrefix(mode, "measure:"):
+		bufio.NewReader(os.Stdin).ReadString('\n')
+		iops, err := cgroups.MeasureIOPS(context.Background(), strings.TrimPrefix(mode, "measure:"), time.Second)
+		if err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		fmt.Println(iops)
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
@@ -441,5 +451,39 @@ func TestTheFavouredStageGetsItsIOPSFloorAndTheOthersShareTheRest(t *testing.T) 
 
 	if _, err := s.Apply(ctx, limit(other, resources.Vector{}.With(resources.DiskIOPS, 390))); !errors.Is(err, shapers.ErrInvalidAction) {
 		t.Errorf("floors above the budget: %v, want ErrInvalidAction", err)
+	}
+}
+
+// TestMeasureIOPSReadsWhatTheDiskSustainsAndWhatAThrottleLeaves: the
+// measured budget of the test's disk is a positive rate, and the same
+// measure from inside a cgroup throttled to 100 IOPS finds about 100.
+func TestMeasureIOPSReadsWhatTheDiskSustainsAndWhatAThrottleLeaves(t *testing.T) {
+	dir := t.TempDir()
+	iops, err := cgroups.MeasureIOPS(context.Background(), dir, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the test's disk sustains %.0f IOPS of 4 KiB direct random reads", iops)
+	if iops < 150 {
+		t.Fatalf("measured %.0f IOPS: a throttle of 100 below could not be told apart", iops)
+	}
+	s, name := newShaper(t, cgroups.Options{Devices: []string{dir}})
+	if _, err := s.Apply(context.Background(), limit(name, resources.Vector{}.With(resources.DiskIOPS, 100))); err != nil {
+		t.Fatal(err)
+	}
+	converge(t, s, name, 10*time.Second)
+	cmd, _, stdout := helper(t, s, name, "measure:"+dir)
+	line, err := stdout.ReadString('\n')
+	if err != nil {
+		t.Fatalf("the helper did not measure: %v", err)
+	}
+	cmd.Wait()
+	var throttled float64
+	if _, err := fmt.Sscan(line, &throttled); err != nil {
+		t.Fatalf("helper said %q", line)
+	}
+	t.Logf("throttled to 100 IOPS, it measures %.0f", throttled)
+	if throttled < 80 || throttled > 125 {
+		t.Errorf("measured %.0f IOPS in a cgroup throttled to 100", throttled)
 	}
 }
