@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/headstart-dev/headstart/controlplane/shapers/vsphere"
 )
 
 // File is a whole configuration file. Zero values take the documented defaults.
@@ -329,6 +331,44 @@ type HostWorker struct {
 type Shapers struct {
 	WorkerPool *WorkerPool `yaml:"workerpool"`
 	Kubernetes *Kubernetes `yaml:"kubernetes"`
+	VSphere    *VSphere    `yaml:"vsphere"`
+}
+
+// VSphere shapes VMware VMs through vCenter (target kind vsphere: a VM's
+// name or inventory path): vCPUs, memory, disk IOPS limits, reservations,
+// limits and shares, and vMotion when the coordinator rebalances.
+type VSphere struct {
+	// URL of vCenter's SDK, e.g. https://vcenter.example.com/sdk. Required.
+	URL string `yaml:"url"`
+	// User logs in; the password is read from the environment variable
+	// PasswordEnv names (default VSPHERE_PASSWORD), never from the file.
+	User        string `yaml:"user"`
+	PasswordEnv string `yaml:"password_env"`
+	// Insecure skips verifying vCenter's certificate.
+	Insecure bool `yaml:"insecure"`
+	// Datacenter holding the VMs (default: the only one).
+	Datacenter string `yaml:"datacenter"`
+	// MaxStep: CPU and memory move at most this factor per tick (default: at once).
+	MaxStep float64 `yaml:"max_step"`
+	// Reserve: the share of each VM's size reserved on its host (default 0).
+	Reserve float64 `yaml:"reserve"`
+	// Limit caps each VM at its size (default false).
+	Limit bool `yaml:"limit"`
+	// Shares level of CPU, memory and disks: low, normal, high (default normal).
+	Shares string `yaml:"shares"`
+}
+
+// DefaultPasswordEnv is shapers.vsphere.password_env's default.
+const DefaultPasswordEnv = "VSPHERE_PASSWORD"
+
+// Options are the vSphere shaper's options, with the password from the environment.
+func (v VSphere) Options() vsphere.Options {
+	env := v.PasswordEnv
+	if env == "" {
+		env = DefaultPasswordEnv
+	}
+	return vsphere.Options{URL: v.URL, User: v.User, Password: os.Getenv(env), Insecure: v.Insecure, Datacenter: v.Datacenter,
+		MaxStep: v.MaxStep, Reserve: v.Reserve, Limit: v.Limit, Shares: v.Shares}
 }
 
 // WorkerPool runs a stage's replicas as child processes of the control worker.
@@ -422,4 +462,5 @@ const (
 	KindDeployment = "deployment" // shapers.kubernetes
 	KindCgroup     = "cgroup"     // shapers.cgroups, through the host's agent
 	KindBandwidth  = "bandwidth"  // shapers.bandwidth, through the host's agent
+	KindVSphere    = "vsphere"    // shapers.vsphere
 )

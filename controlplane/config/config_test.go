@@ -167,12 +167,13 @@ func TestEveryBadValueGetsItsOwnError(t *testing.T) {
 		{"window", "pools:", "forecaster: {window: -1}\npools:", "bad.yaml:3: forecaster.window: -1 is below 0"},
 		{"fit interval", "pools:", "forecaster: {fit_interval: -1m}\npools:", "bad.yaml:3: forecaster.fit_interval: -1m0s is negative"},
 		{"limited target without host", "  replicate:", "  limits:\n    - {stage: P/T, target: {kind: cgroup, name: t}, raised: {cpu: 2}}\n  replicate:", "bad.yaml:10: coordinator.limits[0].target.host: not set: a cgroup is on one host"},
-		{"limited target kind", "  replicate:", "  limits:\n    - {stage: P/T, target: {kind: workerpool, name: t}, raised: {cpu: 2}}\n  replicate:", `bad.yaml:10: coordinator.limits[0].target.kind: "workerpool" cannot be limited; only cgroup and bandwidth can`},
+		{"limited target kind", "  replicate:", "  limits:\n    - {stage: P/T, target: {kind: workerpool, name: t}, raised: {cpu: 2}}\n  replicate:", `bad.yaml:10: coordinator.limits[0].target.kind: "workerpool" cannot be limited; only cgroup, bandwidth and vsphere can`},
 		{"limit quantity", "  replicate:", "  limits:\n    - {stage: P/T, target: {kind: cgroup, name: t, host: h}, idle: {cpu: lots}, raised: {cpu: 2}}\n  replicate:", `bad.yaml:10: coordinator.limits[0].idle.cpu: "lots" is not a quantity`},
 		{"limit with nothing to shape", "  replicate:", "  limits:\n    - {stage: P/T, target: {kind: cgroup, name: t, host: h}}\n  replicate:", "bad.yaml:10: coordinator.limits[0]: neither idle nor raised limits are set"},
 		{"agent worker without command", "shapers:", "agent:\n  workers: [{cgroup: t}]\nshapers:", "bad.yaml:13: agent.workers[0].command: not set"},
 		{"agent cgroup name", "shapers:", "agent:\n  workers: [{cgroup: ../x, command: [sh]}]\nshapers:", `bad.yaml:13: agent.workers[0].cgroup: "../x": want letters`},
 		{"agent max step", "shapers:", "agent:\n  cgroups: {max_step: 1}\nshapers:", "bad.yaml:13: agent.cgroups: max step 1: want more than 1"},
+		{"vsphere credentials in the url", "shapers:", "shapers:\n  vsphere: {url: 'https://u:p@vc/sdk'}", "bad.yaml:13: shapers.vsphere: url: credentials belong in User and Password, not in the URL"},
 		{"agent IOPS budget", "shapers:", "agent:\n  cgroups: {disk_iops_budget: lots}\nshapers:", `bad.yaml:13: agent.cgroups.disk_iops_budget: "lots": want a number of IOPS above 0, or "measure"`},
 		{"agent IOPS budget to measure on no folder", "shapers:", "agent:\n  cgroups: {disk_iops_budget: measure, devices: ['8:0']}\nshapers:", "bad.yaml:13: agent.cgroups.disk_iops_budget: measure: none of agent.cgroups.devices is a folder"},
 		{"agent IOPS budget without devices", "shapers:", "agent:\n  cgroups: {disk_iops_budget: 400}\nshapers:", "bad.yaml:13: agent.cgroups: a disk IOPS budget needs the devices"},
@@ -249,5 +250,18 @@ func TestRatesAreBitsPerSecondWithAUnit(t *testing.T) {
 		if _, err := config.ParseRate(in); err == nil {
 			t.Errorf("ParseRate(%q) accepted", in)
 		}
+	}
+}
+
+// TestTheVSpherePasswordComesFromTheEnvironment, never from the file.
+func TestTheVSpherePasswordComesFromTheEnvironment(t *testing.T) {
+	t.Setenv("MY_VC_PASSWORD", "s3cret")
+	o := config.VSphere{URL: "https://vc/sdk", User: "headstart", PasswordEnv: "MY_VC_PASSWORD"}.Options()
+	if o.Password != "s3cret" || o.User != "headstart" {
+		t.Errorf("options %+v: want the password of MY_VC_PASSWORD", o)
+	}
+	t.Setenv(config.DefaultPasswordEnv, "other")
+	if o := (config.VSphere{URL: "https://vc/sdk"}).Options(); o.Password != "other" {
+		t.Errorf("by default the password is read from %s", config.DefaultPasswordEnv)
 	}
 }

@@ -98,8 +98,15 @@ func (p *parser) validate(f *File) {
 				if l.Target.Host == "" {
 					p.at(at+".target.host", "not set: a %s is on one host, whose agent shapes it", l.Target.Kind)
 				}
+			case KindVSphere:
+				if l.Target.Host != "" {
+					p.at(at+".target.host", "set: a VM is shaped through vCenter by the control worker, not by a host's agent")
+				}
+				if f.Shapers.VSphere == nil {
+					p.at(at+".target.kind", "vsphere: there is no shapers.vsphere section")
+				}
 			default:
-				p.at(at+".target.kind", "%q cannot be limited; only %s and %s can", l.Target.Kind, KindCgroup, KindBandwidth)
+				p.at(at+".target.kind", "%q cannot be limited; only %s, %s and %s can", l.Target.Kind, KindCgroup, KindBandwidth, KindVSphere)
 			}
 			p.quantities(at+".idle", l.Idle)
 			p.quantities(at+".raised", l.Raised)
@@ -136,6 +143,11 @@ func (p *parser) validate(f *File) {
 		}
 		if w.StopTimeout < 0 {
 			p.at("shapers.workerpool.stop_timeout", "%v is negative", w.StopTimeout)
+		}
+	}
+	if v := f.Shapers.VSphere; v != nil {
+		if err := v.Options().Validate(); err != nil {
+			p.at("shapers.vsphere", "%v", strings.TrimPrefix(err.Error(), "vsphere: "))
 		}
 	}
 	if k := f.Shapers.Kubernetes; k != nil && k.Kubeconfig != "" {

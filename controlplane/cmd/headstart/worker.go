@@ -27,6 +27,7 @@ import (
 	"github.com/headstart-dev/headstart/controlplane/config"
 	"github.com/headstart-dev/headstart/controlplane/shapers"
 	"github.com/headstart-dev/headstart/controlplane/shapers/kubernetes"
+	"github.com/headstart-dev/headstart/controlplane/shapers/vsphere"
 	"github.com/headstart-dev/headstart/controlplane/shapers/workerpool"
 )
 
@@ -165,6 +166,17 @@ func newShapers(file *config.File, stdout io.Writer) (map[string]shapers.Shaper,
 		}
 		out[workerpool.Kind] = s
 		closers = append(closers, s)
+	}
+	if v := file.Shapers.VSphere; v != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		s, err := vsphere.New(ctx, v.Options())
+		cancel()
+		if err != nil {
+			return nil, closeAll, err
+		}
+		out[vsphere.Kind] = s
+		closers = append(closers, s)
+		fmt.Fprintf(stdout, "shaping VMware VMs through %s\n", v.URL)
 	}
 	if k := file.Shapers.Kubernetes; k != nil {
 		cfg, err := clientcmd.BuildConfigFromFlags("", k.Kubeconfig)

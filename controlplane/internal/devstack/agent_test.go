@@ -117,64 +117,13 @@ agent:
 	atIdle := func() bool { cpu, iops := limits(); return cpu == idleCPU && iops == idleIOPS }
 	waitFor(t, time.Minute, "the idle limits", atIdle)
 
-	queue := "pipeline-" + fleet
-	in := pipeline.Input{ExtractMiB: 1, Shards: 2, TransformRounds: 1, TrainMiB: 1,
-		Simulate: &pipeline.Durations{Extract: 5 * time.Second, Transform: 2 * time.Second, Train: time.Second, Publish: 200 * time.Millisecond}}
-	runOne := func(i int) string {
-		wid := fmt.Sprintf("%s-run-%d", fleet, i)
-		run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: wid, TaskQueue: queue}, pipeline.Pipeline, in)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := run.Get(ctx, nil); err != nil {
-			t.Fatalf("run %d: %v", i, err)
-		}
-		return wid
-	}
-	// The forecaster learns the pipeline from a few runs.
-	for i := range 4 {
-		runOne(i)
-	}
-	waitFor(t, time.Minute, "the limits to be lowered after the warm-up runs", atIdle)
-
-	// The measured run: the limits are sampled every 10 ms while it runs.
 	type sample struct {
-		at   time.Time
 		cpu  float64
 		iops int
 	}
-	var mu sync.Mutex
-	var samples []sample
-	stop := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		for {
-			cpu, iops := limits()
-			mu.Lock()
-			samples = append(samples, sample{time.Now(), cpu, iops})
-			mu.Unlock()
-			select {
-			case <-stop:
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
-		}
-	}()
-	wid := runOne(99)
-	close(stop)
-	<-sampled
-	transformStarted := firstStarted(t, c, wid, "Transform")
-	var raisedAt time.Time
-	var atStart sample
-	for _, s := range samples {
-		if raisedAt.IsZero() && s.cpu >= raisedCPU && s.iops == raisedIOPS {
-			raisedAt = s.at
-		}
-		if !s.at.After(transformStarted) {
-			atStart = s
-		}
-	}
+	transformStarted, raisedAt, atStart := raiseAheadOfTransform(t, ctx, c, fleet, atIdle,
+		func() sample { cpu, iops := limits(); return sample{cpu, iops} },
+		func(s sample) bool { return s.cpu >= raisedCPU && s.iops == raisedIOPS })
 	t.Logf("limits raised %v before Transform's first task; at its start: %.2f cores, %d IOPS",
 		transformStarted.Sub(raisedAt).Round(time.Millisecond), atStart.cpu, atStart.iops)
 	if raisedAt.IsZero() || !raisedAt.Before(transformStarted) || atStart.cpu < raisedCPU || atStart.iops != raisedIOPS {
@@ -193,6 +142,69 @@ agent:
 	if !strings.Contains(agent.Log.Tail(1<<20), "headstart agent: stopping") {
 		t.Errorf("the agent did not stop cleanly:\n%s", agent.Log.Tail(3000))
 	}
+}
+
+// raiseAheadOfTransform runs the sample pipeline on fleet's queue: four
+// runs for the forecaster to learn it, a wait until atIdle, then a measured
+// run while read samples the limits every 10 ms. It returns when
+// Transform's first task started, when a sample was first raised, and the
+// sample in force when Transform started.
+func raiseAheadOfTransform[S any](t *testing.T, ctx context.Context, c client.Client, fleet string, atIdle func() bool, read func() S, raised func(S) bool) (transformStarted, raisedAt time.Time, atStart S) {
+	t.Helper()
+	queue := "pipeline-" + fleet
+	in := pipeline.Input{ExtractMiB: 1, Shards: 2, TransformRounds: 1, TrainMiB: 1,
+		Simulate: &pipeline.Durations{Extract: 5 * time.Second, Transform: 2 * time.Second, Train: time.Second, Publish: 200 * time.Millisecond}}
+	runOne := func(i int) string {
+		wid := fmt.Sprintf("%s-run-%d", fleet, i)
+		run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: wid, TaskQueue: queue}, pipeline.Pipeline, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := run.Get(ctx, nil); err != nil {
+			t.Fatalf("run %d: %v", i, err)
+		}
+		return wid
+	}
+	for i := range 4 {
+		runOne(i)
+	}
+	waitFor(t, time.Minute, "the limits to be lowered after the warm-up runs", atIdle)
+
+	type dated struct {
+		at time.Time
+		s  S
+	}
+	var mu sync.Mutex
+	var samples []dated
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			s := read()
+			mu.Lock()
+			samples = append(samples, dated{time.Now(), s})
+			mu.Unlock()
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+	wid := runOne(99)
+	close(stop)
+	<-sampled
+	transformStarted = firstStarted(t, c, wid, "Transform")
+	for _, d := range samples {
+		if raisedAt.IsZero() && raised(d.s) {
+			raisedAt = d.at
+		}
+		if !d.at.After(transformStarted) {
+			atStart = d.s
+		}
+	}
+	return transformStarted, raisedAt, atStart
 }
 
 // firstStarted is when the run's first activity of type activityType started.
