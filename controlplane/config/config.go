@@ -29,6 +29,10 @@ type File struct {
 	TaskQueue string `yaml:"task_queue"`
 	// MetricsAddress serves the control worker's /metrics (host:port); empty: nowhere.
 	MetricsAddress string `yaml:"metrics_address"`
+	// MetricsInterval: how often the control worker reads its workflows'
+	// state into its metrics (predictions, reservations, replicas,
+	// decisions). Default 15s.
+	MetricsInterval time.Duration `yaml:"metrics_interval"`
 	// Forecaster's options, for a forecaster the control plane starts.
 	Forecaster Forecaster `yaml:"forecaster"`
 	// Pools are the resource pools, one ledger each.

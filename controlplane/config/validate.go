@@ -38,6 +38,9 @@ func (p *parser) validate(f *File) {
 		p.readable("temporal.tls.key", t.Key)
 		p.readable("temporal.tls.ca", t.CA)
 	}
+	if f.MetricsInterval < 0 {
+		p.at("metrics_interval", "%v is negative", f.MetricsInterval)
+	}
 	if f.MetricsAddress != "" {
 		p.hostPort("metrics_address", f.MetricsAddress)
 	}

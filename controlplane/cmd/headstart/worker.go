@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -124,7 +125,11 @@ func runWorker(args []string, stdout, stderr io.Writer) int {
 	}
 	follow, stopFollowing := context.WithCancel(context.Background())
 	defer stopFollowing()
-	go status.Follow(follow, c, opts.Fleet, 15*time.Second, nil)
+	watch := controlplane.Watch{Fleet: opts.Fleet}
+	for _, p := range file.Pools {
+		watch.Pools = append(watch.Pools, p.Name)
+	}
+	go status.Follow(follow, c, watch, cmp.Or(file.MetricsInterval, 15*time.Second), nil)
 	check, cancel := context.WithTimeout(ctx, 10*time.Second)
 	if used, err := controlplane.HasUserWorkflows(check, c, copts.Namespace); err == nil && !used {
 		fmt.Fprintf(stderr, "headstart worker: warning: namespace %q has no workflows but Headstart's: if your workers run elsewhere, set -namespace, temporal.namespace or TEMPORAL_NAMESPACE to theirs\n", copts.Namespace)

@@ -27,6 +27,13 @@ type Server struct {
 // test with how to install it.
 func Start(t testing.TB, interval time.Duration, targets ...string) *Server {
 	t.Helper()
+	return StartWithRules(t, interval, nil, targets...)
+}
+
+// StartWithRules is Start with rule files (recording and alerting rules)
+// that Prometheus loads and evaluates every interval.
+func StartWithRules(t testing.TB, interval time.Duration, ruleFiles []string, targets ...string) *Server {
+	t.Helper()
 	bin, err := exec.LookPath("prometheus")
 	if err != nil {
 		t.Fatalf("promtest: no prometheus binary (%v): run `make prometheus` (apt-get install prometheus)", err)
@@ -38,6 +45,12 @@ func Start(t testing.TB, interval time.Duration, targets ...string) *Server {
 	}
 	config := fmt.Sprintf("global:\n  scrape_interval: %s\n  evaluation_interval: %s\nscrape_configs:\n  - job_name: test\n    static_configs:\n      - targets: [%s]\n",
 		interval, interval, strings.Join(quoted, ", "))
+	if len(ruleFiles) > 0 {
+		config += "rule_files:\n"
+		for _, f := range ruleFiles {
+			config += fmt.Sprintf("  - %q\n", f)
+		}
+	}
 	cfg := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
