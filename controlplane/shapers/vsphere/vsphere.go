@@ -21,11 +21,16 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/vmware/govmomi"
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/session"
+	"github.com/vmware/govmomi/session/keepalive"
+	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/headstart-dev/headstart/controlplane/shapers"
@@ -114,10 +119,15 @@ func New(ctx context.Context, opts Options) (*Shaper, error) {
 		opts.Log = io.Discard
 	}
 	u, _ := url.Parse(opts.URL)
-	u.User = url.UserPassword(opts.User, opts.Password)
-	c, err := govmomi.NewClient(ctx, u, opts.Insecure)
+	vc, err := vim25.NewClient(ctx, soap.NewClient(u, opts.Insecure))
 	if err != nil {
-		return nil, fmt.Errorf("vsphere: log in to %s: %w", opts.URL, err)
+		return nil, fmt.Errorf("vsphere: %s: %w", opts.URL, err)
+	}
+	// Keep the session from idling out between the coordinator's ticks.
+	vc.RoundTripper = keepalive.NewHandlerSOAP(vc.RoundTripper, 5*time.Minute, nil)
+	c := &govmomi.Client{Client: vc, SessionManager: session.NewManager(vc)}
+	if err := c.Login(ctx, url.UserPassword(opts.User, opts.Password)); err != nil {
+		return nil, fmt.Errorf("vsphere: log in to %s as %q: %w", opts.URL, opts.User, err)
 	}
 	f := find.NewFinder(c.Client, true)
 	var dc *object.Datacenter
@@ -152,6 +162,14 @@ func (s *Shaper) vm(ctx context.Context, t shapers.Target) (*vm, error) {
 		return nil, fmt.Errorf("%w: %s: no VM named", shapers.ErrInvalidAction, t)
 	}
 	obj, err := s.finder.VirtualMachine(ctx, t.Name)
+	if err != nil && isNotAuthenticated(err) {
+		// The session ended (vCenter restarted, or it idled out): log in again, once.
+		if lerr := s.client.Login(ctx, url.UserPassword(s.opts.User, s.opts.Password)); lerr != nil {
+			return nil, fmt.Errorf("vsphere: %s: the session ended and logging in again failed: %w", t, lerr)
+		}
+		fmt.Fprintf(s.opts.Log, "vsphere: logged in to %s again: the session had ended\n", s.opts.URL)
+		obj, err = s.finder.VirtualMachine(ctx, t.Name)
+	}
 	if err != nil {
 		var nf *find.NotFoundError
 		if errors.As(err, &nf) {
@@ -173,6 +191,23 @@ func (s *Shaper) vm(ctx context.Context, t shapers.Target) (*vm, error) {
 		}
 	}
 	return v, nil
+}
+
+// isNotAuthenticated reports whether err is vCenter saying the session has ended.
+func isNotAuthenticated(err error) bool {
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if soap.IsSoapFault(e) {
+			if _, ok := soap.ToSoapFault(e).VimFault().(types.NotAuthenticated); ok {
+				return true
+			}
+		}
+		if soap.IsVimFault(e) {
+			if _, ok := soap.ToVimFault(e).(*types.NotAuthenticated); ok {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // size is the VM's resources: vCPUs, memory, and the lowest IOPS limit of its disks.

@@ -261,3 +261,41 @@ func TestOptionsAreChecked(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestAnEndedSessionIsLoggedInAgain: vCenter ends the shaper's session (as
+// a restart or an idle timeout would); its next call logs in again.
+func TestAnEndedSessionIsLoggedInAgain(t *testing.T) {
+	opts, inv := vcenter(t)
+	var log strings.Builder
+	opts.Log = &log
+	s := newShaper(t, opts)
+	if _, err := s.Status(context.Background(), vmTarget("DC0_C0_RP0_VM0")); err != nil {
+		t.Fatal(err)
+	}
+	var sm mo.SessionManager
+	if err := inv.c.PropertyCollector().RetrieveOne(context.Background(), *inv.c.Client.ServiceContent.SessionManager, []string{"sessionList"}, &sm); err != nil {
+		t.Fatal(err)
+	}
+	own, err := inv.c.SessionManager.UserSession(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var others []string
+	for _, us := range sm.SessionList {
+		if us.Key != own.Key {
+			others = append(others, us.Key)
+		}
+	}
+	if len(others) == 0 {
+		t.Fatal("the shaper's session is not in vCenter's session list")
+	}
+	if err := inv.c.SessionManager.TerminateSession(context.Background(), others); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Status(context.Background(), vmTarget("DC0_C0_RP0_VM0")); err != nil {
+		t.Fatalf("after its session ended: %v", err)
+	}
+	if !strings.Contains(log.String(), "logged in to "+opts.URL+" again") {
+		t.Errorf("the shaper did not say it logged in again: %q", log.String())
+	}
+}
