@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -37,12 +36,7 @@ func TestTheAgentLimitsAStageAheadOfItsTasks(t *testing.T) {
 	c := srv.Client()
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	bin := t.TempDir()
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin+"/", "./cmd/headstart", "./samples/pipeline/worker")
-	build.Dir = filepath.Join(temporaltest.RepoRoot(), "controlplane")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBinaries(t, ctx, "./cmd/headstart", "./samples/pipeline/worker")
 	id := os.Getpid()
 	fleet, host, root, group := fmt.Sprintf("agent-%d", id), fmt.Sprintf("test-host-%d", id), fmt.Sprintf("headstart-test-%d", id), "pipeline"
 	dir := t.TempDir()
@@ -82,12 +76,7 @@ agent:
 		}
 	})
 	start := func(name string, args ...string) *testproc.Proc {
-		p, err := testproc.Start(name, filepath.Join(bin, "headstart"), args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { p.Stop(30 * time.Second) })
-		return p
+		return startBinary(t, bin, name, "headstart", args...)
 	}
 	control := start("headstart worker", "worker", "-config", config, "-address", srv.HostPort())
 	agent := start("headstart agent", "agent", "-config", config, "-address", srv.HostPort())

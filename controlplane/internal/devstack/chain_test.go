@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -34,12 +33,7 @@ func TestTheBinaryRunsTheWholeChainFromItsConfig(t *testing.T) {
 	c := srv.Client()
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	bin := t.TempDir()
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin+"/", "./cmd/headstart", "./samples/pipeline/worker", "./samples/pipeline/starter")
-	build.Dir = filepath.Join(temporaltest.RepoRoot(), "controlplane")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBinaries(t, ctx, "./cmd/headstart", "./samples/pipeline/worker", "./samples/pipeline/starter")
 	t.Setenv("HEADSTART_BIN", bin) // the sample's configuration runs replicas from here
 	config := filepath.Join(temporaltest.RepoRoot(), "controlplane", "samples", "pipeline", "headstart.yaml")
 	control := func() *testproc.Proc {

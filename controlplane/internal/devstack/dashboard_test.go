@@ -49,12 +49,7 @@ func TestEveryPanelAndRuleHoldsSeriesOfTheRealStack(t *testing.T) {
 	c := srv.Client()
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	bin := t.TempDir()
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin+"/", "./cmd/headstart", "./samples/pipeline/worker", "./samples/pipeline/starter")
-	build.Dir = filepath.Join(temporaltest.RepoRoot(), "controlplane")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBinaries(t, ctx, "./cmd/headstart", "./samples/pipeline/worker", "./samples/pipeline/starter")
 	t.Setenv("HEADSTART_BIN", bin)
 	// The sample's configuration, with the control worker's metrics served
 	// and read every second, and the forecaster scoring every 5 s.
@@ -84,12 +79,7 @@ func TestEveryPanelAndRuleHoldsSeriesOfTheRealStack(t *testing.T) {
 		}
 	})
 	start := func(name, program string, args ...string) *testproc.Proc {
-		p, err := testproc.Start(name, filepath.Join(bin, program), args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { p.Stop(30 * time.Second) })
-		return p
+		return startBinary(t, bin, name, program, args...)
 	}
 	control := start("headstart worker", "headstart", "worker", "-config", config, "-address", srv.HostPort())
 	start("sample worker", "worker", "-address", srv.HostPort(), "-metrics-address", workerMetrics)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -64,12 +63,7 @@ func TestTheControlWorkerResizesAVMAheadOfAStage(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	bin := t.TempDir()
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin+"/", "./cmd/headstart", "./samples/pipeline/worker")
-	build.Dir = filepath.Join(temporaltest.RepoRoot(), "controlplane")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBinaries(t, ctx, "./cmd/headstart", "./samples/pipeline/worker")
 	fleet := fmt.Sprintf("vsphere-%d", os.Getpid())
 	const idleCPU, raisedCPU, idleIOPS, raisedIOPS = 1, 4, 200, 2000
 	u := *vc.URL
@@ -110,12 +104,7 @@ shapers:
 	})
 	t.Setenv("HEADSTART_TEST_VC_PASSWORD", pass) // inherited by the worker: the file holds no secret
 	start := func(name, program string, args ...string) *testproc.Proc {
-		p, err := testproc.Start(name, filepath.Join(bin, program), args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { p.Stop(30 * time.Second) })
-		return p
+		return startBinary(t, bin, name, program, args...)
 	}
 	control := start("headstart worker", "headstart", "worker", "-config", config, "-address", srv.HostPort())
 	start("pipeline worker", "worker", "-address", srv.HostPort(), "-namespace", srv.Namespace(), "-fleet", fleet,
