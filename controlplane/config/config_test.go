@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/headstart-dev/headstart"
 	"github.com/headstart-dev/headstart/controlplane"
@@ -42,6 +43,33 @@ func TestTheExampleFileIsValid(t *testing.T) {
 	cmd := f.Shapers.WorkerPool.ReplicaCommand(f.Temporal, "pipeline-transform", 4)
 	require.Equal(t, filepath.Join(bin, "worker"), cmd.Path, "found on PATH")
 	require.Equal(t, []string{"worker", "-task-queue", "pipeline-transform", "-address", "localhost:7233", "-namespace", "default"}, cmd.Args)
+}
+
+// TestTheKubernetesConfigMapIsValid: the headstart.yaml that
+// deploy/kubernetes mounts into the worker loads and replicates the example
+// stage's Deployment, with the pool measured from the nodes and reservations
+// held as placeholder pods.
+func TestTheKubernetesConfigMapIsValid(t *testing.T) {
+	path := filepath.Join(temporaltest.RepoRoot(), "deploy", "kubernetes", "headstart-config.yaml")
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var cm struct {
+		Kind string            `yaml:"kind"`
+		Data map[string]string `yaml:"data"`
+	}
+	require.NoError(t, yaml.Unmarshal(b, &cm))
+	require.Equal(t, "ConfigMap", cm.Kind)
+	f, err := config.Parse(path+": headstart.yaml", []byte(cm.Data["headstart.yaml"]))
+	require.NoError(t, err)
+	require.NotNil(t, f.Shapers.Kubernetes)
+	require.Equal(t, "temporal-frontend.temporal:7233", f.Temporal.Address)
+	c := f.Plane().Coordinator
+	require.NotNil(t, c)
+	require.NoError(t, c.Validate())
+	require.Len(t, c.Replicate, 1)
+	require.Equal(t, "Pipeline/Train", c.Replicate[0].Stage)
+	require.Equal(t, "headstart/pipeline-train", c.Replicate[0].Target.Name)
+	require.Equal(t, "pipeline-train", c.Replicate[0].Queue, "the stage worker's -task-queue in stage-worker.yaml")
 }
 
 // TestAnEmptyFileTakesTheDefaults: forecasting only, on localhost.
