@@ -21,6 +21,7 @@ import (
 
 	"github.com/headstart-dev/headstart"
 	"github.com/headstart-dev/headstart/controlplane/internal/dockertest"
+	"github.com/headstart-dev/headstart/controlplane/internal/promtest"
 	"github.com/headstart-dev/headstart/internal/temporaltest"
 	"github.com/headstart-dev/headstart/internal/testproc"
 )
@@ -33,7 +34,8 @@ import (
 // Through the stack's published ports: pipelines complete, the forecaster
 // predicts every stage they ran, Transform runs on replicas the control
 // worker started ahead of its tasks, and Prometheus holds the series of
-// Headstart's processes and of the server. Then the Temporal server's
+// Headstart's processes and of the server; every panel of the Grafana
+// dashboard returns series and every rule evaluates. Then the Temporal server's
 // container is killed and started again: no workflow is lost (PostgreSQL
 // keeps them), the pipelines running at the kill complete, Headstart's
 // workflows are the same runs. `down -v` leaves nothing behind.
@@ -71,6 +73,7 @@ func TestComposeStackRunsThePipelineWithHeadstart(t *testing.T) {
 	began = time.Now()
 	s.compose(ctx, append([]string{"up", "-d"}, services...)...)
 	t.Logf("compose up (healthy Temporal server) in %v", time.Since(began).Round(time.Second))
+	up := time.Now()
 
 	c, err := client.Dial(client.Options{HostPort: "127.0.0.1:" + s.vars["TEMPORAL_PORT"], Logger: quiet{}})
 	if err != nil {
@@ -124,6 +127,13 @@ func TestComposeStackRunsThePipelineWithHeadstart(t *testing.T) {
 		jobs := s.promJobs(ctx, `count by (job) ({__name__=~"headstart_stage_predicted|headstart_activity_duration_seconds_count"})`)
 		up := s.promJobs(ctx, `up{job="temporal"} == 1`)
 		return jobs["headstart"] && jobs["sample-worker"] && up["temporal"]
+	})
+	// Every panel of the dashboard and every rule, on the stack's Prometheus.
+	promtest.CheckDashboardAndRules(ctx, t, "http://127.0.0.1:"+s.vars["PROMETHEUS_PORT"], up, 4*time.Minute, func() error {
+		if out, err := s.try(ctx, "docker", "inspect", "-f", "{{.State.Running}}", control); err != nil || strings.TrimSpace(out) != "true" {
+			return fmt.Errorf("the headstart container is not running (%s %v)", strings.TrimSpace(out), err)
+		}
+		return nil
 	})
 	if body := s.get(ctx, "http://127.0.0.1:"+s.vars["TEMPORAL_UI_PORT"]+"/api/v1/namespaces/default/workflows/"+headstart.CoordinatorWorkflowID("default")); !strings.Contains(body, "HeadstartCoordinator") {
 		t.Errorf("the Web UI's API does not show the coordinator: %.300s", body)

@@ -2,14 +2,10 @@ package devstack
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -88,114 +84,5 @@ func TestEveryPanelAndRuleHoldsSeriesOfTheRealStack(t *testing.T) {
 	prom := promtest.StartWithRules(t, time.Second, []string{filepath.Join(temporaltest.RepoRoot(), "deploy", "prometheus", "headstart-rules.yml")},
 		controlMetrics, workerMetrics)
 
-	var dash struct {
-		Panels []struct {
-			Title   string
-			Targets []struct{ Expr string }
-		}
-	}
-	b, err = os.ReadFile(filepath.Join(temporaltest.RepoRoot(), "deploy", "grafana", "headstart-dashboard.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &dash); err != nil {
-		t.Fatalf("the dashboard is not JSON: %v", err)
-	}
-	queries := map[string]string{} // what → PromQL, as Grafana sends it
-	for _, p := range dash.Panels {
-		for i, tg := range p.Targets {
-			q := strings.NewReplacer(`$stage`, `.*`, `$__rate_interval`, `15s`).Replace(tg.Expr)
-			queries[fmt.Sprintf("panel %q, query %d", p.Title, i+1)] = q
-		}
-	}
-	if len(queries) < 12 {
-		t.Fatalf("the dashboard has %d queries", len(queries))
-	}
-	// Wait until every query has held series at some point of the run (a
-	// reservation or a decision lasts seconds), or report which never did.
-	var empty []string
-	deadline := time.Now().Add(4 * time.Minute)
-	for {
-		empty = empty[:0]
-		for what, q := range queries {
-			n, err := seriesOver(ctx, prom.URL, q, began, time.Now())
-			if err != nil {
-				t.Fatalf("%s: %v\n%s", what, err, q)
-			}
-			if n == 0 {
-				empty = append(empty, what+": "+q)
-			}
-		}
-		if len(empty) == 0 || time.Now().After(deadline) {
-			break
-		}
-		if err := control.Exited(); err != nil {
-			t.Fatalf("the control worker exited: %v\n%s", err, control.Log.Tail(4096))
-		}
-		time.Sleep(2 * time.Second)
-	}
-	sort.Strings(empty)
-	if len(empty) > 0 {
-		t.Errorf("queries that returned no series over %v of the running sample:\n%s", time.Since(began).Round(time.Second), strings.Join(empty, "\n"))
-	}
-
-	// The rules as Prometheus evaluated them.
-	var rules struct {
-		Data struct {
-			Groups []struct {
-				Rules []struct {
-					Name, Type, Health, LastError, Query string
-				}
-			}
-		}
-	}
-	if err := getJSON(ctx, prom.URL+"/api/v1/rules", &rules); err != nil {
-		t.Fatal(err)
-	}
-	count := 0
-	for _, g := range rules.Data.Groups {
-		for _, r := range g.Rules {
-			count++
-			if r.Health != "ok" || r.LastError != "" {
-				t.Errorf("rule %s: health %q, error %q", r.Name, r.Health, r.LastError)
-			}
-			if r.Type == "recording" {
-				if n, err := seriesOver(ctx, prom.URL, r.Name, began, time.Now()); err != nil || n == 0 {
-					t.Errorf("recording rule %s recorded no series (%v)", r.Name, err)
-				}
-			}
-		}
-	}
-	if count < 12 {
-		t.Errorf("Prometheus loaded %d rules, want the 12 of deploy/prometheus/headstart-rules.yml", count)
-	}
-}
-
-// seriesOver is how many series query returns over [from, to], step 1 s.
-func seriesOver(ctx context.Context, prom, query string, from, to time.Time) (int, error) {
-	v := url.Values{"query": {query}, "start": {fmt.Sprint(from.Unix())}, "end": {fmt.Sprint(to.Unix())}, "step": {"1"}}
-	var r struct {
-		Status, Error string
-		Data          struct{ Result []json.RawMessage }
-	}
-	if err := getJSON(ctx, prom+"/api/v1/query_range?"+v.Encode(), &r); err != nil {
-		return 0, err
-	}
-	if r.Status != "success" {
-		return 0, fmt.Errorf("prometheus: %s", r.Error)
-	}
-	return len(r.Data.Result), nil
-}
-
-func getJSON(ctx context.Context, u string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	return json.NewDecoder(resp.Body).Decode(v)
+	promtest.CheckDashboardAndRules(ctx, t, prom.URL, began, 4*time.Minute, control.Exited)
 }
