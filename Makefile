@@ -81,7 +81,7 @@ check-size: ## fail when a tracked file is over 1 MiB (a built binary committed 
 temporal: $(TEMPORAL) ## build the pinned Temporal CLI into the cache (about 8 minutes cold)
 
 .PHONY: kubernetes
-kubernetes: ## build the Kubernetes control plane for the tests into the cache (about 20 minutes cold)
+kubernetes: ## build the Kubernetes control plane and kustomize for the tests into the cache (about 20 minutes cold)
 	scripts/build-kubernetes.sh >/dev/null
 
 .PHONY: test-k8s

@@ -2,7 +2,8 @@
 # Builds a Kubernetes control plane for tests from the Go module proxy into a
 # cache outside the clone, keyed by versions and the Go version, and prints
 # the folder holding the binaries: etcd, kube-apiserver,
-# kube-controller-manager, kube-scheduler and kwok. Cached binaries are reused.
+# kube-controller-manager, kube-scheduler, kwok and kustomize. Cached
+# binaries are reused.
 # Cold: about 18 minutes on 2 cores (see ../shared/KUBERNETES.md).
 set -euo pipefail
 k8s=${KUBERNETES_VERSION:-v1.37.2}
@@ -14,7 +15,18 @@ rev=2 # bump when this script builds differently
 dir="$cache/kubernetes-$k8s-etcd-$etcd-kwok-$kwok-$(go env GOVERSION)-r$rev"
 bins=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 have() { for b in "${bins[@]}"; do [ -x "$dir/$b" ] || return 1; done; }
-if have; then echo "$dir"; exit 0; fi
+kustomize=${KUSTOMIZE_VERSION:-v5.7.1}
+# kustomize renders deploy/kubernetes as kubectl apply -k does (about a minute).
+with_kustomize() {
+  if [ ! -x "$dir/kustomize" ] || [ "$(cat "$dir/kustomize.version" 2>/dev/null)" != "$kustomize" ]; then
+    local bin
+    bin=$(mktemp -d)
+    GOBIN="$bin" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kustomize/kustomize/v5@$kustomize" >&2
+    mv "$bin/kustomize" "$dir/kustomize" && echo "$kustomize" >"$dir/kustomize.version"
+    rm -rf "$bin"
+  fi
+}
+if have; then with_kustomize; echo "$dir"; exit 0; fi
 mkdir -p "$dir"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -50,4 +62,5 @@ go build -trimpath -ldflags "-s -w" -o "$dir/etcd" go.etcd.io/etcd/server/v3 >&2
 GOBIN="$work/bin" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$kwok" >&2
 mv "$work/bin/kwok" "$dir/kwok"
 have
+with_kustomize
 echo "$dir"

@@ -206,6 +206,22 @@ func (p *Plane) stop() {
 	}
 }
 
+// Kustomize renders a kustomization folder with the cached kustomize, as
+// kubectl apply -k does, and returns the YAML stream.
+func Kustomize(t testing.TB, dir string) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, filepath.Join(binaries(ctx, t), "kustomize"), "build", dir)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("kubetest: kustomize build %s: %v\n%s", dir, err, stderr.String())
+	}
+	return out
+}
+
 // binaries returns the folder of the control plane's binaries, building them if needed.
 func binaries(ctx context.Context, t testing.TB) string {
 	script := filepath.Join(temporaltest.RepoRoot(), "scripts", "build-kubernetes.sh")

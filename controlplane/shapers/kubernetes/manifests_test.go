@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -30,62 +29,26 @@ import (
 	"github.com/headstart-dev/headstart/resources"
 )
 
-// manifests reads every object of deploy/kubernetes/kustomization.yaml's
-// resources, in its order, with its images set, as kubectl apply -k does.
+// manifests renders deploy/kubernetes with kustomize, as kubectl apply -k
+// does, and returns its objects in order.
 func manifests(t *testing.T) []*unstructured.Unstructured {
 	t.Helper()
-	dir := filepath.Join(temporaltest.RepoRoot(), "deploy", "kubernetes")
-	b, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var k struct {
-		Resources []string `json:"resources"`
-		Images    []struct {
-			Name, NewName, NewTag string
-		} `json:"images"`
-	}
-	if err := yaml.Unmarshal(b, &k); err != nil {
-		t.Fatalf("kustomization.yaml: %v", err)
-	}
-	images := map[string]string{}
-	for _, i := range k.Images {
-		images[i.Name] = i.NewName + ":" + i.NewTag
-	}
+	out := kubetest.Kustomize(t, filepath.Join(temporaltest.RepoRoot(), "deploy", "kubernetes"))
 	var objs []*unstructured.Unstructured
-	for _, f := range k.Resources {
-		b, err := os.ReadFile(filepath.Join(dir, f))
-		if err != nil {
-			t.Fatal(err)
+	dec := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
+	for {
+		o := &unstructured.Unstructured{}
+		if err := dec.Decode(&o.Object); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatalf("kustomize build deploy/kubernetes: %v", err)
 		}
-		dec := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
-		for {
-			o := &unstructured.Unstructured{}
-			if err := dec.Decode(&o.Object); errors.Is(err, io.EOF) {
-				break
-			} else if err != nil {
-				t.Fatalf("%s: %v", f, err)
-			}
-			if len(o.Object) == 0 {
-				continue
-			}
-			containers, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
-			for i, c := range containers {
-				c := c.(map[string]any)
-				image, ok := images[c["image"].(string)]
-				if !ok {
-					t.Fatalf("%s %s: image %q has no entry in kustomization.yaml's images", o.GetKind(), o.GetName(), c["image"])
-				}
-				c["image"] = image
-				containers[i] = c
-			}
-			if containers != nil {
-				if err := unstructured.SetNestedSlice(o.Object, containers, "spec", "template", "spec", "containers"); err != nil {
-					t.Fatal(err)
-				}
-			}
+		if len(o.Object) > 0 {
 			objs = append(objs, o)
 		}
+	}
+	if len(objs) < 10 {
+		t.Fatalf("kustomize rendered %d objects", len(objs))
 	}
 	return objs
 }
