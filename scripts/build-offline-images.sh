@@ -2,8 +2,9 @@
 # Builds the offline stand-ins of the compose stack's public images
 # (deploy/docker/offline/README.md) into the Docker engine DOCKER_HOST names,
 # and prints them as the compose file's variables, one NAME=image per line.
-# An image already there is reused; the Debian base's root file system is kept
-# in the cache outside the clone.
+# Tags carry a hash of what each image is built from, so an image already
+# there is reused until its inputs change; the Debian base's root file system
+# is kept in the cache outside the clone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache=${HEADSTART_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/headstart}
@@ -13,9 +14,12 @@ server_version=${TEMPORAL_SERVER_VERSION:-v1.29.1}
 ui_version=${TEMPORAL_UI_VERSION:-v2.42.1}
 
 have() { docker image inspect "$1" >/dev/null 2>&1; }
+key() { cat "$@" | sha256sum | cut -c1-10; } # of an image's inputs
 build() { # tag, context (a folder, or - for a tar on stdin)
   echo "building $1" >&2
   docker build --network host -q -t "$1" "$2" >/dev/null
+  # Older builds of the same role go: the engine's data lives in the cache.
+  docker image ls --format '{{.Repository}}:{{.Tag}}' "${1%:*}" | grep -vxF "$1" | xargs -r docker rmi >/dev/null || true
 }
 ctx=$(mktemp -d)
 trap 'chmod -R u+w "$ctx"; rm -rf "$ctx"' EXIT
@@ -34,22 +38,23 @@ if ! have $base; then
   docker import "$rootfs_tar" $base >/dev/null
 fi
 
-golang=local/golang:${gover#go}
+goroot=$(go env GOROOT)
+ca=${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}
+golang=local/golang:${gover#go}-$(key $offline/golang/Dockerfile "$ca" "$goroot/VERSION")
 if ! have "$golang"; then
-  goroot=$(go env GOROOT)
   cp $offline/golang/Dockerfile "$ctx/"
-  cp "${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}" "$ctx/ca-certificates.crt"
+  cp "$ca" "$ctx/ca-certificates.crt"
   tar -c -C "$ctx" Dockerfile ca-certificates.crt -C "$(dirname "$goroot")" --transform "s|^$(basename "$goroot")|go|" "$(basename "$goroot")" |
     build "$golang" -
 fi
 
-postgres=local/postgres:15
-have $postgres || build $postgres $offline/postgres
-prometheus=local/prometheus:2.42
-have $prometheus || build $prometheus $offline/prometheus
+postgres=local/postgres:15-$(key $offline/postgres/*)
+have "$postgres" || build "$postgres" $offline/postgres
+prometheus=local/prometheus:2.42-$(key $offline/prometheus/*)
+have "$prometheus" || build "$prometheus" $offline/prometheus
 
-temporal=local/temporal-auto-setup:${server_version#v}
-ui=local/temporal-ui:${ui_version#v}
+temporal=local/temporal-auto-setup:${server_version#v}-$(key $offline/temporal/*)
+ui=local/temporal-ui:${ui_version#v}-$(key $offline/temporal-ui/*)
 if ! have "$temporal" || ! have "$ui"; then
   bin=$(scripts/build-temporal-server.sh)
   cli=$(scripts/build-temporal.sh)

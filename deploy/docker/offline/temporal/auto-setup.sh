@@ -8,7 +8,7 @@ export DB=${DB:-postgres12} DB_PORT=${DB_PORT:-5432} DBNAME=${DBNAME:-temporal}
 export VISIBILITY_DBNAME=${VISIBILITY_DBNAME:-temporal_visibility}
 own_ip=$(getent hosts "$(hostname)" | awk '{print $1; exit}')
 export BIND_ON_IP=${BIND_ON_IP:-$own_ip}
-if [ "$BIND_ON_IP" = 0.0.0.0 ]; then # every interface (a container on several networks)
+if [ "$BIND_ON_IP" = 0.0.0.0 ] || [ "$BIND_ON_IP" = ::0 ]; then # every interface (a container on several networks)
   export TEMPORAL_BROADCAST_ADDRESS=${TEMPORAL_BROADCAST_ADDRESS:-$own_ip}
 fi
 namespace=${DEFAULT_NAMESPACE:-default}
