@@ -22,7 +22,7 @@ build() { # tag, context (a folder, or - for a tar on stdin)
   docker image ls --format '{{.Repository}}:{{.Tag}}' "${1%:*}" | grep -vxF "$1" | xargs -r docker rmi >/dev/null || true
 }
 ctx=$(mktemp -d)
-trap 'chmod -R u+w "$ctx"; rm -rf "$ctx"' EXIT
+trap 'chmod -R u+w "$ctx"; rm -rf "$ctx"' EXIT # the module cache's copies are read-only
 
 base=local/debian:bookworm
 if ! have $base; then
@@ -67,7 +67,6 @@ if ! have "$temporal" || ! have "$ui"; then
   build "$temporal" "$ctx/temporal"
   cp -r "$(moddir "github.com/temporalio/ui-server/v2@$ui_version")/config" "$ctx/ui/"
   cp $offline/temporal-ui/Dockerfile "$bin/ui-server" "$ctx/ui/"
-  chmod -R u+w "$ctx"
   build "$ui" "$ctx/ui"
 fi
 

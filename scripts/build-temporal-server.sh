@@ -15,10 +15,10 @@ if [ ! -x "$dir/ui-server" ]; then
   mkdir -p "$dir"
   tmp=$(mktemp -d "$dir/.build.XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
-  install() { GOBIN="$tmp/$1" CGO_ENABLED=0 go install -trimpath -ldflags '-s -w' "$2" >&2; }
-  install server "go.temporal.io/server/cmd/server@$server"
-  install sql "go.temporal.io/server/cmd/tools/sql@$server"
-  install ui "github.com/temporalio/ui-server/v2/cmd/server@$ui"
+  gobuild() { GOBIN="$tmp/$1" CGO_ENABLED=0 go install -trimpath -ldflags '-s -w' "$2" >&2; }
+  gobuild server "go.temporal.io/server/cmd/server@$server"
+  gobuild sql "go.temporal.io/server/cmd/tools/sql@$server"
+  gobuild ui "github.com/temporalio/ui-server/v2/cmd/server@$ui"
   mv "$tmp/server/server" "$dir/temporal-server"
   mv "$tmp/sql/sql" "$dir/temporal-sql-tool"
   mv "$tmp/ui/server" "$dir/ui-server"

@@ -211,6 +211,8 @@ type stack struct {
 	project string
 	vars    map[string]string // the compose file's variables
 	isDown  bool
+	// composeCmd is docker compose (v2) or docker-compose (v1), found on first use.
+	composeCmd []string
 }
 
 func (s *stack) env() []string {
@@ -247,10 +249,13 @@ func (s *stack) try(ctx context.Context, name string, args ...string) (string, e
 // compose runs docker compose (v2) or docker-compose (v1) with args.
 func (s *stack) compose(ctx context.Context, args ...string) string {
 	s.t.Helper()
-	if err := exec.Command("docker", "compose", "version").Run(); err == nil {
-		return s.run(ctx, "docker", append([]string{"compose"}, args...)...)
+	if s.composeCmd == nil {
+		s.composeCmd = []string{"docker-compose"}
+		if exec.Command("docker", "compose", "version").Run() == nil {
+			s.composeCmd = []string{"docker", "compose"}
+		}
 	}
-	return s.run(ctx, "docker-compose", args...)
+	return s.run(ctx, s.composeCmd[0], append(slices.Clone(s.composeCmd[1:]), args...)...)
 }
 
 // down takes the stack down with its volumes, once; a failed test first

@@ -32,8 +32,6 @@ import (
 type Engine struct {
 	// Host is its DOCKER_HOST, unix:///….
 	Host string
-	// Log is dockerd's output.
-	Log *testproc.Log
 }
 
 // Env is the environment of a docker or compose command talking to the engine.
@@ -76,7 +74,7 @@ func Start(t testing.TB) *Engine {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &Engine{Host: "unix://" + sock, Log: p.Log}
+	e := &Engine{Host: "unix://" + sock}
 	t.Cleanup(func() {
 		p.Stop(time.Minute)
 		cleanUp(t, run, before)
